@@ -1,0 +1,45 @@
+/*
+ * backend.h -- the one vtable every cache backend implements.
+ *
+ * A named cache is a backend instance plus this table. The memory backend
+ * (memory.c) wraps the engine of src/core; Redis and tiered backends come
+ * later and plug in here without the public API changing. Every operation is
+ * thread-safe and returns the public STRATA_* codes.
+ */
+#ifndef STRATA_BACKEND_H
+#define STRATA_BACKEND_H
+
+#include "config/config.h"
+#include "core/core.h"
+
+struct backend_ops {
+    const char *name;
+    int (*get)(void *b, const void *key, size_t klen, strata_value **out);
+    int (*set)(void *b, const void *key, size_t klen, const void *val, size_t vlen,
+               const strata_set_opts *opts);
+    int (*del)(void *b, const void *key, size_t klen);
+    int (*get_or_set)(void *b, const void *key, size_t klen, strata_loader load,
+                      void *ud, const strata_set_opts *opts, strata_value **out);
+    long (*invalidate_pattern)(void *b, const char *glob);
+    long (*invalidate_tags)(void *b, const char *const *tags, size_t ntags);
+    int (*clear)(void *b);
+    void (*stats)(void *b, strata_stats *out);
+    /* Background work (expiry reclaim): bounded by `budget`. */
+    long (*sweep)(void *b, size_t budget);
+    /* The clock changed: re-read its origin. */
+    void (*rebase)(void *b);
+    void (*close)(void *b);
+};
+
+/* Open a backend for `cc`. Returns its instance and sets *ops, or NULL with
+ * *err a STRATA_E* code. `clock` outlives the backend. */
+void *backend_open(const struct config_cache *cc, const core_clock *clock,
+                   const struct backend_ops **ops, int *err);
+
+extern const struct backend_ops backend_memory_ops;
+
+/* Test hooks (not in the public header). */
+long strata_sweep_now(strata *s);
+long strata_flight_waiters(strata_cache *c, const void *key, size_t klen);
+
+#endif

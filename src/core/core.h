@@ -1,0 +1,170 @@
+/*
+ * core.h -- the memory engine: what the rest of strata may use.
+ *
+ * An engine is one named cache held in this process's memory. It is split in
+ * shards by key hash; each shard has a writer lock, an open-addressing index,
+ * a slab of items addressed by 32-bit ids, and its own S3-FIFO queues. Readers
+ * take no lock: they run inside an epoch (ebr_enter/ebr_exit), and memory a
+ * writer unlinks is reused only after every reader that could see it has left.
+ *
+ * Values of up to ENGINE_INLINE_MAX stored bytes live in the item and are
+ * copied out on a hit (no shared counter is written, so a hot key does not
+ * bounce a cache line between cores); larger ones live in a refcounted blob
+ * that hits share without copying.
+ *
+ * Time: the engine reads `now_ms` from the clock its owner gives it, so tests
+ * move time without sleeping.
+ */
+#ifndef STRATA_CORE_H
+#define STRATA_CORE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "strata.h"
+
+#define ENGINE_KEY_MAX 65535u     /* keys are 1..65535 bytes */
+#define ENGINE_INLINE_MAX 512u    /* larger stored values go to a shared blob */
+#define ENGINE_TAGS_MAX 64u       /* per entry */
+#define ENGINE_TAG_LEN_MAX 256u
+
+/* ---- clock ---- */
+
+typedef struct core_clock {
+    strata_clock_fn fn; /* NULL: the real monotonic clock */
+    void *ud;
+} core_clock;
+
+uint64_t core_clock_now(const core_clock *clk);  /* ms */
+uint64_t core_clock_real_ms(void);               /* CLOCK_MONOTONIC, ms */
+
+/* ---- epoch-based reclamation (ebr.c) ---- */
+
+/* A reader brackets every access to shared engine memory with enter/exit.
+ * Critical sections nest. Writers retire memory with the epoch ebr_epoch()
+ * returned after they unlinked it; ebr_safe(e) says when it may be reused. */
+void ebr_enter(void);
+void ebr_exit(void);
+uint64_t ebr_retire_epoch(void);   /* call after unlinking; full fence inside */
+bool ebr_safe(uint64_t retired);   /* no reader can still see it */
+bool ebr_try_advance(void);        /* move the global epoch if every reader caught up */
+unsigned ebr_thread_slot(void);    /* small per-thread integer (for striped counters) */
+bool ebr_thread_exclusive(void);   /* the slot is this thread's alone */
+
+/* ---- glob (glob.c): Redis MATCH grammar, byte-level ---- */
+
+bool core_glob_valid(const char *pat);
+bool core_glob_match(const char *pat, size_t plen, const void *s, size_t slen);
+/* Length of the literal prefix of a glob (bytes before the first special). */
+size_t core_glob_prefix(const char *pat, char *buf, size_t bufsz);
+
+/* ---- compression (compress.c) ---- */
+
+enum core_codec { CORE_CODEC_NONE = 0, CORE_CODEC_ZSTD, CORE_CODEC_LZ4, CORE_CODEC_ZLIB };
+
+/* Compress `src` into a malloc'd buffer (*dst, *dlen) that records the
+ * original length. Returns 0, or -1 when it failed or would not shrink. */
+int core_compress(enum core_codec codec, int level, const void *src, size_t slen,
+                  void **dst, size_t *dlen);
+/* Decompress into `dst` of exactly the original length (core_compressed_len). */
+int core_decompress(enum core_codec codec, const void *src, size_t slen, void *dst,
+                    size_t dlen);
+size_t core_compressed_len(const void *src, size_t slen); /* original length */
+
+/* ---- values handed to callers ---- */
+
+/* A blob: a refcounted, immutable byte buffer shared by an item and the
+ * handles of its readers. */
+typedef struct core_blob {
+    _Atomic uint32_t refs;
+    uint32_t magic;
+    size_t len;
+    unsigned char *data; /* into `tail`, or a buffer taken from the caller */
+    unsigned char tail[];
+} core_blob;
+
+core_blob *core_blob_new(const void *data, size_t len);  /* refs = 1 */
+core_blob *core_blob_take(void *mallocd, size_t len);     /* no copy when possible */
+void core_blob_ref(core_blob *b);
+void core_blob_release(core_blob *b);
+
+struct strata_value {
+    const unsigned char *data;
+    size_t len;
+    core_blob *blob;   /* NULL: data points into `inline_buf` */
+    size_t cap;        /* capacity of inline_buf */
+    unsigned char inline_buf[];
+};
+
+strata_value *core_value_copy(const void *data, size_t len);  /* copy-out */
+strata_value *core_value_alloc(size_t len);  /* uninitialised inline buffer */
+strata_value *core_value_blob(core_blob *b); /* takes a new reference */
+
+/* ---- the engine ---- */
+
+typedef struct engine_conf {
+    const char *name;
+    int64_t ttl_ms;              /* default TTL; <= 0: none */
+    uint64_t max_memory;         /* bytes, > 0 */
+    uint64_t max_items;          /* 0: unbounded */
+    enum core_codec codec;
+    int level;
+    uint64_t compress_min_size;
+    int64_t loader_timeout_ms;
+    unsigned shards;             /* 0: chosen from the bounds */
+    const core_clock *clock;     /* borrowed; outlives the engine */
+} engine_conf;
+
+typedef struct engine engine;
+
+engine *engine_new(const engine_conf *conf);
+void engine_free(engine *e);
+
+int engine_set(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
+               const strata_set_opts *opts);
+/* Like engine_set, but takes ownership of the malloc'd `val` (no copy for large
+ * values). `val` is freed whatever the result. */
+int engine_set_take(engine *e, const void *key, size_t klen, void *val, size_t vlen,
+                    const strata_set_opts *opts);
+int engine_get(engine *e, const void *key, size_t klen, strata_value **out);
+/* engine_get that moves the hit/miss counters only when `count`. */
+int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
+                  bool count);
+/* Store a blob without copying it (the caller keeps its reference). */
+int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
+                    const strata_set_opts *opts);
+/* Take the clock's current reading as the origin of expiry (after the clock
+ * changed, before use). */
+void engine_rebase(engine *e);
+int engine_delete(engine *e, const void *key, size_t klen);
+long engine_invalidate_pattern(engine *e, const char *glob);
+long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags);
+int engine_clear(engine *e);
+void engine_stats(engine *e, strata_stats *out);
+/* Reclaim expired and invalidated entries: at most `budget` index slots per
+ * shard. Returns how many entries it removed. */
+long engine_sweep(engine *e, size_t budget);
+
+/* Single flight (flight.c) */
+int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader load,
+                      void *ud, const strata_set_opts *opts, strata_value **out);
+struct flights;
+struct flights *engine_flights(engine *e);
+/* How many callers are waiting on the flight for `key` (tests). */
+long engine_flight_waiters(engine *e, const void *key, size_t klen);
+
+/* Stats counters, striped per thread (engine.c). */
+enum engine_stat {
+    ST_HITS, ST_MISSES, ST_SETS, ST_DELETES, ST_EVICTIONS, ST_EXPIRED,
+    ST_INVALIDATED, ST_ERRORS, ST__COUNT
+};
+void engine_count(engine *e, enum engine_stat st, uint64_t n);
+int64_t engine_loader_timeout_ms(const engine *e);
+bool engine_valid_tags(const strata_set_opts *opts);
+
+/* Memory charged per item beyond key and value (tests, bench). */
+size_t engine_item_overhead(void);
+
+#endif /* STRATA_CORE_H */

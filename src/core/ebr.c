@@ -1,0 +1,143 @@
+/*
+ * ebr.c -- epoch-based reclamation for lock-free readers.
+ *
+ * Readers of the engine take no lock and write no shared cache line: each
+ * thread owns a record on its own cache line and publishes in it the global
+ * epoch it entered in. A writer that unlinks memory reads the global epoch
+ * (after a full fence) and tags the memory with it. The global epoch moves
+ * from E to E+1 only when every thread inside a critical section entered in
+ * E; memory retired in epoch R is therefore unreachable once the global epoch
+ * is R+2: every reader that could have seen it has left.
+ *
+ *   record.state = (epoch << 1) | active
+ *
+ * Records live in one process-wide list and are reused when their thread
+ * exits; they are never freed (a reader can be reading them), which bounds
+ * them by the peak number of threads.
+ *
+ * The fence on entry is an atomic exchange on the thread's own record: one
+ * uncontended locked instruction per critical section.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "core/core.h"
+
+#define EBR_EXCLUSIVE_SLOTS 64
+
+struct ebr_rec {
+    _Atomic uint64_t state;
+    _Atomic int in_use;
+    unsigned slot;
+    unsigned depth; /* owner thread only */
+    struct ebr_rec *next;
+    char pad[64 - 8 - 4 - 4 - 4 - 8];
+} __attribute__((aligned(64)));
+
+static _Atomic uint64_t global_epoch = 1;
+static struct ebr_rec *_Atomic records;
+static _Atomic unsigned nrecords;
+static pthread_key_t rec_key;
+static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
+static __thread struct ebr_rec *my_rec;
+
+static void thread_gone(void *p)
+{
+    struct ebr_rec *r = p;
+    atomic_store_explicit(&r->state, 0, memory_order_release);
+    atomic_store_explicit(&r->in_use, 0, memory_order_release);
+}
+
+static void make_key(void)
+{
+    (void)pthread_key_create(&rec_key, thread_gone);
+}
+
+static struct ebr_rec *rec_get(void)
+{
+    struct ebr_rec *r = my_rec;
+    if (__builtin_expect(r != NULL, 1))
+        return r;
+    pthread_once(&rec_once, make_key);
+    for (r = atomic_load_explicit(&records, memory_order_acquire); r; r = r->next) {
+        int expect = 0;
+        if (atomic_compare_exchange_strong(&r->in_use, &expect, 1))
+            break;
+    }
+    if (r == NULL) {
+        /* Never freed: concurrent scanners may read it at any time. */
+        r = aligned_alloc(64, sizeof *r);
+        if (r == NULL)
+            abort(); /* a few bytes per thread; nothing sensible to do */
+        atomic_init(&r->state, 0);
+        atomic_init(&r->in_use, 1);
+        r->slot = atomic_fetch_add(&nrecords, 1);
+        r->depth = 0;
+        struct ebr_rec *head = atomic_load(&records);
+        do {
+            r->next = head;
+        } while (!atomic_compare_exchange_weak(&records, &head, r));
+    }
+    r->depth = 0;
+    my_rec = r;
+    (void)pthread_setspecific(rec_key, r);
+    return r;
+}
+
+void ebr_enter(void)
+{
+    struct ebr_rec *r = rec_get();
+    if (r->depth++ > 0)
+        return;
+    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
+    /* The exchange is the StoreLoad fence: our announcement is visible
+     * before we read any pointer the writers may retire. */
+    atomic_exchange_explicit(&r->state, (e << 1) | 1, memory_order_seq_cst);
+}
+
+void ebr_exit(void)
+{
+    struct ebr_rec *r = my_rec;
+    if (--r->depth > 0)
+        return;
+    atomic_store_explicit(&r->state, 0, memory_order_release);
+}
+
+uint64_t ebr_retire_epoch(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+}
+
+bool ebr_try_advance(void)
+{
+    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    for (struct ebr_rec *r = atomic_load_explicit(&records, memory_order_acquire); r;
+         r = r->next) {
+        uint64_t s = atomic_load_explicit(&r->state, memory_order_acquire);
+        if ((s & 1) && (s >> 1) != e)
+            return false;
+    }
+    return atomic_compare_exchange_strong(&global_epoch, &e, e + 1);
+}
+
+bool ebr_safe(uint64_t retired)
+{
+    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_acquire);
+    if (e >= retired + 2)
+        return true;
+    ebr_try_advance();
+    e = atomic_load_explicit(&global_epoch, memory_order_acquire);
+    return e >= retired + 2;
+}
+
+unsigned ebr_thread_slot(void)
+{
+    return rec_get()->slot;
+}
+
+bool ebr_thread_exclusive(void)
+{
+    return rec_get()->slot < EBR_EXCLUSIVE_SLOTS;
+}

@@ -1,0 +1,182 @@
+/*
+ * value.c -- value handles and shared blobs.
+ *
+ * A strata_value is what a lookup gives the caller. Small values are copied
+ * into the handle (a hit then writes nothing shared); large ones point into a
+ * refcounted core_blob that the entry and every handle share, so a handle
+ * stays valid after its entry is gone.
+ *
+ * Handles of small values are recycled through a short per-thread free list,
+ * so a hit costs no malloc. The list is freed when its thread exits.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+
+#define BLOB_MAGIC 0x626c6f62u /* "blob" */
+#define SMALL_CAP ENGINE_INLINE_MAX
+#define CACHE_MAX 16
+
+struct vcache {
+    unsigned n;
+    strata_value *v[CACHE_MAX];
+};
+
+static __thread struct vcache *tls_cache;
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_gone(void *p)
+{
+    struct vcache *c = p;
+    for (unsigned i = 0; i < c->n; i++)
+        free(c->v[i]);
+    free(c);
+}
+
+static void make_key(void)
+{
+    (void)pthread_key_create(&cache_key, cache_gone);
+}
+
+static struct vcache *cache_get(void)
+{
+    struct vcache *c = tls_cache;
+    if (c == NULL) {
+        pthread_once(&cache_once, make_key);
+        c = calloc(1, sizeof *c);
+        if (c == NULL)
+            return NULL;
+        tls_cache = c;
+        (void)pthread_setspecific(cache_key, c);
+    }
+    return c;
+}
+
+strata_value *core_value_alloc(size_t len)
+{
+    strata_value *v;
+    if (len <= SMALL_CAP) {
+        struct vcache *c = cache_get();
+        if (c && c->n > 0) {
+            v = c->v[--c->n];
+        } else {
+            v = malloc(sizeof *v + SMALL_CAP);
+            if (v == NULL)
+                return NULL;
+            v->cap = SMALL_CAP;
+        }
+    } else {
+        v = malloc(sizeof *v + len);
+        if (v == NULL)
+            return NULL;
+        v->cap = len;
+    }
+    v->data = v->inline_buf;
+    v->len = len;
+    v->blob = NULL;
+    return v;
+}
+
+strata_value *core_value_copy(const void *data, size_t len)
+{
+    strata_value *v = core_value_alloc(len);
+    if (v && len)
+        memcpy(v->inline_buf, data, len);
+    return v;
+}
+
+strata_value *core_value_blob(core_blob *b)
+{
+    strata_value *v = malloc(sizeof *v);
+    if (v == NULL)
+        return NULL;
+    core_blob_ref(b);
+    v->blob = b;
+    v->data = b->data;
+    v->len = b->len;
+    v->cap = 0;
+    return v;
+}
+
+const void *strata_value_data(const strata_value *v)
+{
+    return v ? v->data : NULL;
+}
+
+size_t strata_value_len(const strata_value *v)
+{
+    return v ? v->len : 0;
+}
+
+void strata_value_release(strata_value *v)
+{
+    if (v == NULL)
+        return;
+    if (v->blob) {
+        core_blob_release(v->blob);
+        free(v);
+        return;
+    }
+    if (v->cap == SMALL_CAP) {
+        struct vcache *c = tls_cache;
+        if (c && c->n < CACHE_MAX) {
+            c->v[c->n++] = v;
+            return;
+        }
+    }
+    free(v);
+}
+
+core_blob *core_blob_new(const void *data, size_t len)
+{
+    core_blob *b = malloc(sizeof *b + len);
+    if (b == NULL)
+        return NULL;
+    atomic_init(&b->refs, 1);
+    b->magic = BLOB_MAGIC;
+    b->len = len;
+    b->data = b->tail;
+    if (len)
+        memcpy(b->data, data, len);
+    return b;
+}
+
+core_blob *core_blob_take(void *mallocd, size_t len)
+{
+    /* The header lives apart from the caller's buffer, so nothing is copied. */
+    core_blob *b = malloc(sizeof *b);
+    if (b == NULL) {
+        free(mallocd);
+        return NULL;
+    }
+    atomic_init(&b->refs, 1);
+    b->magic = BLOB_MAGIC;
+    b->len = len;
+    b->data = mallocd;
+    return b;
+}
+
+void core_blob_ref(core_blob *b)
+{
+    atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+}
+
+void core_blob_release(core_blob *b)
+{
+    if (b == NULL)
+        return;
+    if (b->magic != BLOB_MAGIC)
+        abort(); /* a corrupted or double-freed blob: stop before worse */
+    uint32_t old = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
+    if (old == 1) {
+        b->magic = 0;
+        if (b->data != b->tail)
+            free(b->data);
+        free(b);
+    } else if (old == 0) {
+        abort();
+    }
+}
