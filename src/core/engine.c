@@ -64,10 +64,11 @@
 #define FQ_SEEN 0x80u   /* expiry already counted */
 
 /* Policy parameters: one set for every workload (trace-replay measures them). */
-#define S_SHARE_INIT 102   /* of 1024: S starts at 10% */
-#define S_SHARE_MIN 10
-#define S_SHARE_MAX 922
-#define PROMOTE_FREQ 1     /* leaving S with freq >= this: to M */
+#define SHARE_ONE 65536u
+#define S_SHARE_INIT 6554  /* of SHARE_ONE: S starts at 10% */
+#define S_SHARE_MIN 655    /* 1% */
+#define S_SHARE_MAX 58982  /* 90% */
+#define PROMOTE_FREQ 2     /* leaving S with freq >= this: to M */
 
 struct item {
     uint32_t prev, next;
@@ -105,9 +106,10 @@ struct shard {
     uint32_t used, tomb;
     slab slab;
     struct queue s, m;
-    uint32_t s_share;     /* S's share of the shard, of 1024 */
+    uint32_t s_share;     /* S's share of the shard, of SHARE_ONE */
     uint16_t *ghost;
     uint32_t gn;
+    uint32_t g_s, g_m;    /* ghost entries that left S / M */
     uint32_t limbo_head, limbo_tail, limbo_n;
     struct retired_index *old_idx;
     uint32_t sweep_pos;
@@ -419,8 +421,13 @@ static inline uint16_t ghost_fp(uint64_t h, unsigned from_m)
 
 static void locked_ghost_add(struct shard *sh, uint64_t h, unsigned from_m)
 {
-    if (sh->gn)
-        sh->ghost[ghost_pos(sh, h)] = ghost_fp(h, from_m);
+    if (sh->gn == 0)
+        return;
+    uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
+    if (*g)
+        (*g & 1u) ? sh->g_m-- : sh->g_s--;
+    *g = ghost_fp(h, from_m);
+    from_m ? sh->g_m++ : sh->g_s++;
 }
 
 /* 0: not in the ghost; 1: left S; 2: left M. The entry is consumed. */
@@ -432,6 +439,7 @@ static int locked_ghost_take(struct shard *sh, uint64_t h)
     if ((*g | 1u) != (ghost_fp(h, 0) | 1u))
         return 0;
     int r = (*g & 1u) ? 2 : 1;
+    r == 2 ? sh->g_m-- : sh->g_s--;
     *g = 0;
     return r;
 }
@@ -588,14 +596,27 @@ static bool over_bounds(engine *e)
            atomic_load_explicit(&e->items, memory_order_relaxed) > e->max_items;
 }
 
+/* A key that comes back from S's ghost says S was too small for it; one back
+ * from M's ghost says M was. As in ARC, each such hit moves S's share by one
+ * item, times the ratio of the other ghost's size to this one's. */
 static void adapt(struct shard *sh, int from)
 {
-    /* A key back from S's ghost: S was too small for it. From M's: M was. */
-    uint32_t step = 8;
+    uint64_t titems = sh->s.items + sh->m.items;
+    uint64_t step = SHARE_ONE / (titems ? titems : 1);
+    if (from == 1 && sh->g_s && sh->g_m > sh->g_s)
+        step *= sh->g_m / sh->g_s;
+    if (from == 2 && sh->g_m && sh->g_s > sh->g_m)
+        step *= sh->g_s / sh->g_m;
+    if (step == 0)
+        step = 1;
+    if (step > SHARE_ONE)
+        step = SHARE_ONE;
     if (from == 1)
-        sh->s_share = sh->s_share + step > S_SHARE_MAX ? S_SHARE_MAX : sh->s_share + step;
+        sh->s_share = sh->s_share + step > S_SHARE_MAX ? S_SHARE_MAX
+                                                        : sh->s_share + (uint32_t)step;
     else if (from == 2)
-        sh->s_share = sh->s_share < S_SHARE_MIN + step ? S_SHARE_MIN : sh->s_share - step;
+        sh->s_share = sh->s_share < S_SHARE_MIN + step ? S_SHARE_MIN
+                                                        : sh->s_share - (uint32_t)step;
 }
 
 /* Evict one item from the shard. Returns false when the shard is empty. */
@@ -609,10 +630,10 @@ static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
         bool from_s;
         if (e->max_items)
             from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.items * 1024 > titems * sh->s_share);
+                     (sh->m.items == 0 || sh->s.items * SHARE_ONE > titems * sh->s_share);
         else
             from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.bytes * 1024 > total * sh->s_share);
+                     (sh->m.items == 0 || sh->s.bytes * SHARE_ONE > total * sh->s_share);
         struct queue *q = from_s ? &sh->s : &sh->m;
         uint32_t id = q->head;
         struct item *it = item_at(sh, id);
@@ -729,7 +750,7 @@ engine *engine_new(const engine_conf *c)
         if (x == NULL)
             goto fail;
         atomic_store(&sh->idx, x);
-        sh->gn = (uint32_t)(n / 2) | 1;
+        sh->gn = (uint32_t)(n / 2) | 1; /* ~0.65 x capacity, 2 bytes each */
         sh->ghost = calloc(sh->gn, sizeof *sh->ghost);
         if (sh->ghost == NULL)
             goto fail;
