@@ -88,10 +88,10 @@ static void *sweeper_main(void *arg)
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
         if (s->stopping)
             break;
-        pthread_mutex_unlock(&s->lock);
+        /* Sweeping under s->lock keeps strata_set_clock from changing the
+         * clock in the middle of a pass. */
         for (size_t i = 0; i < s->n; i++)
             s->caches[i].ops->sweep(s->caches[i].b, SWEEP_BUDGET);
-        pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
