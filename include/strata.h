@@ -154,9 +154,11 @@ STRATA_API int strata_vmemoize(strata_cache *c, strata_loader load, void *ud,
  * No get that starts after the call returns sees a matching entry. */
 STRATA_API long strata_invalidate_pattern(strata_cache *c, const char *glob);
 
-/* Invalidate every entry carrying any of the tags, in O(1) per tag.
- * Returns the number of stored entries that carried them (an upper bound of
- * what became invisible: some may have been stale already), or STRATA_EINVAL. */
+/* Invalidate every entry carrying any of the tags, in O(1) per tag: no get
+ * that starts after the call returns sees one. Removal is lazy, so the count
+ * is not exact: it is the number of stored entries carrying the tag (with
+ * several tags, the largest such number, so no entry counts twice).
+ * Returns that count, or STRATA_EINVAL (NULL, bad tag). */
 STRATA_API long strata_invalidate_tags(strata_cache *c, const char *const *tags, size_t ntags);
 
 /* Remove every entry of the cache. Returns STRATA_OK. */

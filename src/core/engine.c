@@ -136,6 +136,7 @@ struct engine {
     char *name;
     tag_reg *tags;
     _Atomic uint64_t bytes, items;
+    _Atomic uint64_t meta;      /* of bytes: index arrays and ghosts */
     struct flights *flights;
     struct stripe stripes[STRIPES];
     struct shard shard[];
@@ -387,7 +388,9 @@ static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
         atomic_store_explicit(&x->slot[pos], s, memory_order_relaxed);
     }
     atomic_store_explicit(&sh->idx, x, memory_order_release);
-    locked_charge(e, sh, (int64_t)index_bytes(n) - (int64_t)index_bytes(old->n), 0);
+    int64_t d = (int64_t)index_bytes(n) - (int64_t)index_bytes(old->n);
+    locked_charge(e, sh, d, 0);
+    atomic_fetch_add(&e->meta, (uint64_t)d);
     sh->tomb = 0;
     locked_retire_index(sh, old);
     return 0;
@@ -544,7 +547,33 @@ static void locked_reclaim(engine *e, struct shard *sh)
     }
 }
 
-/* Unlink item `id` from the index and its queue, refund it, retire it. */
+/* Take item `id` (already out of the index) off its queue, refund it, and
+ * retire it: its tags stop counting it now, its memory is reused later. */
+static void locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *it)
+{
+    uint64_t charge = item_charge(sh, id, it);
+    q_unlink(sh, q_of(sh, it), it, charge);
+    st_update(it, FQ_LIVE, 0);
+    locked_charge(e, sh, -(int64_t)charge, -1);
+    if (it->ntags) {
+        tag_rec *recs[ENGINE_TAGS_MAX];
+        unsigned char *p = item_tags(it);
+        for (unsigned i = 0; i < it->ntags; i++)
+            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
+        tag_reg_unlive(e->tags, recs, it->ntags);
+    }
+    /* The epoch goes in prev (low 32 bits), the limbo link in next. */
+    it->prev = (uint32_t)ebr_retire_epoch();
+    it->next = 0;
+    if (sh->limbo_tail)
+        item_at(sh, sh->limbo_tail)->next = id;
+    else
+        sh->limbo_head = id;
+    sh->limbo_tail = id;
+    sh->limbo_n++;
+}
+
+/* Unlink item `id` from the index (at `pos`, or found from `h`) and retire it. */
 static void locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
                           uint64_t h, int64_t pos)
 {
@@ -554,19 +583,7 @@ static void locked_remove(engine *e, struct shard *sh, uint32_t id, struct item 
     if (pos >= 0)
         locked_index_clear(sh, x, (uint32_t)pos);
     sh->used--;
-    uint64_t charge = item_charge(sh, id, it);
-    q_unlink(sh, q_of(sh, it), it, charge);
-    st_update(it, FQ_LIVE, 0);
-    locked_charge(e, sh, -(int64_t)charge, -1);
-    /* Retire: the epoch goes in prev (low 32 bits), the limbo link in next. */
-    it->prev = (uint32_t)ebr_retire_epoch();
-    it->next = 0;
-    if (sh->limbo_tail)
-        item_at(sh, sh->limbo_tail)->next = id;
-    else
-        sh->limbo_head = id;
-    sh->limbo_tail = id;
-    sh->limbo_n++;
+    locked_retire(e, sh, id, it);
 }
 
 static bool mark_expired_seen(struct item *it)
@@ -754,8 +771,9 @@ engine *engine_new(const engine_conf *c)
         sh->ghost = calloc(sh->gn, sizeof *sh->ghost);
         if (sh->ghost == NULL)
             goto fail;
-        locked_charge(e, sh, (int64_t)(index_bytes((uint32_t)n) + ghost_bytes(sh->gn)),
-                      0);
+        uint64_t meta = index_bytes((uint32_t)n) + ghost_bytes(sh->gn);
+        locked_charge(e, sh, (int64_t)meta, 0);
+        atomic_fetch_add(&e->meta, meta);
     }
     return e;
 fail:
@@ -984,7 +1002,8 @@ static uint64_t expiry(engine *e, const strata_set_opts *o, uint64_t now)
     if (ttl <= 0)
         return EXP_NEVER;
     uint64_t x = now + (uint64_t)ttl;
-    return x >= EXP_NEVER || x < now ? EXP_NEVER - 1 : x;
+    /* Beyond 40 bits of ms (34 years from the cache's start) is never. */
+    return x >= EXP_NEVER || x < now ? EXP_NEVER : x;
 }
 
 /* Store: `val` is copied unless `blob` (a reference the callee takes) is given;
@@ -1040,16 +1059,27 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
             sv = blob->data;
         }
     }
-    ntags = o ? o->ntags : 0;
+    /* Tags, each once. */
+    const char *uniq[ENGINE_TAGS_MAX];
+    ntags = 0;
+    for (size_t i = 0; o && i < o->ntags; i++) {
+        size_t j = 0;
+        while (j < ntags && strcmp(uniq[j], o->tags[i]) != 0)
+            j++;
+        if (j == ntags)
+            uniq[ntags++] = o->tags[i];
+    }
     size_t isize = sizeof(struct item) + klen + (use_blob ? sizeof(core_blob *) : slen) +
                    ntags * 16;
     uint32_t ssize = slab_size_for((uint32_t)(isize > UINT32_MAX ? 0 : isize));
     uint64_t charge = ssize + (use_blob ? sizeof(core_blob) + blob->len : 0);
-    if (ssize == 0 || charge > e->max_memory) {
+    /* What the index and ghost take is not available to values. */
+    uint64_t meta = atomic_load_explicit(&e->meta, memory_order_relaxed);
+    if (ssize == 0 || charge + meta > e->max_memory) {
         rc = STRATA_E2BIG;
         goto out;
     }
-    if (ntags && tag_reg_acquire(e->tags, o->tags, ntags, recs, vers) != 0) {
+    if (ntags && tag_reg_acquire(e->tags, uniq, ntags, recs, vers) != 0) {
         ntags = 0;
         rc = STRATA_ENOMEM;
         goto out;
@@ -1126,18 +1156,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         uint8_t fq = f & FQ_MASK;
         atomic_init(&it->freq, (uint8_t)(FQ_LIVE | (f & FQ_INM) | (fq < 3 ? fq + 1 : 3)));
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
-        uint64_t ocharge = item_charge(sh, old, oi);
-        q_unlink(sh, q_of(sh, oi), oi, ocharge);
-        st_update(oi, FQ_LIVE, 0);
-        locked_charge(e, sh, -(int64_t)ocharge, -1);
-        oi->prev = (uint32_t)ebr_retire_epoch();
-        oi->next = 0;
-        if (sh->limbo_tail)
-            item_at(sh, sh->limbo_tail)->next = old;
-        else
-            sh->limbo_head = old;
-        sh->limbo_tail = old;
-        sh->limbo_n++;
+        locked_retire(e, sh, old, oi);
     } else {
         if (atomic_load_explicit(&xi->slot[free_pos], memory_order_relaxed) == TOMB)
             sh->tomb--;
@@ -1156,8 +1175,10 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     engine_count(e, ST_SETS, 1);
 
 out:
-    if (ntags)
+    if (ntags) {
+        tag_reg_unlive(e->tags, recs, ntags);
         tag_reg_release(e->tags, recs, ntags);
+    }
     core_blob_release(blob);
     free(cbuf);
     free(owned);
@@ -1272,9 +1293,15 @@ long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags)
     for (size_t i = 0; i < ntags; i++)
         if (!tag_name_valid(tags[i]))
             return STRATA_EINVAL;
+    /* Each tag's count is exact (live entries carrying it); an entry carrying
+     * several of the tags would be counted once per tag, so report the
+     * largest count: a lower bound, as DESIGN asks of lazy removal. */
     long n = 0;
-    for (size_t i = 0; i < ntags; i++)
-        n += tag_reg_invalidate(e->tags, tags[i]);
+    for (size_t i = 0; i < ntags; i++) {
+        long k = tag_reg_invalidate(e->tags, tags[i]);
+        if (k > n)
+            n = k;
+    }
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
     return n;
 }

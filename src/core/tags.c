@@ -25,7 +25,8 @@
 
 struct tag_rec {
     _Atomic uint64_t version;
-    uint64_t refs;
+    uint64_t refs;     /* entries holding the record (live or awaiting reuse) */
+    uint64_t live;     /* entries still stored */
     struct tag_rec *next;
     uint64_t hash;
     size_t len;
@@ -126,11 +127,13 @@ int tag_reg_acquire(tag_reg *r, const char *const *names, size_t n, tag_rec **re
             t = malloc(sizeof *t + len);
             if (t == NULL) {
                 pthread_mutex_unlock(&r->lock);
+                tag_reg_unlive(r, recs, i);
                 tag_reg_release(r, recs, i);
                 return -1;
             }
             atomic_init(&t->version, next_version());
             t->refs = 0;
+            t->live = 0;
             t->next = NULL;
             t->hash = h;
             t->len = len;
@@ -140,11 +143,20 @@ int tag_reg_acquire(tag_reg *r, const char *const *names, size_t n, tag_rec **re
                 locked_grow(r);
         }
         t->refs++;
+        t->live++;
         recs[i] = t;
         versions[i] = atomic_load_explicit(&t->version, memory_order_acquire);
     }
     pthread_mutex_unlock(&r->lock);
     return 0;
+}
+
+void tag_reg_unlive(tag_reg *r, tag_rec *const *recs, size_t n)
+{
+    pthread_mutex_lock(&r->lock);
+    for (size_t i = 0; i < n; i++)
+        recs[i]->live--;
+    pthread_mutex_unlock(&r->lock);
 }
 
 void tag_reg_release(tag_reg *r, tag_rec *const *recs, size_t n)
@@ -174,7 +186,7 @@ long tag_reg_invalidate(tag_reg *r, const char *name)
     struct tag_rec *t = *locked_find(r, name, len, h);
     if (t) {
         atomic_store_explicit(&t->version, next_version(), memory_order_release);
-        n = (long)t->refs;
+        n = (long)t->live;
     }
     pthread_mutex_unlock(&r->lock);
     return n;

@@ -18,8 +18,13 @@ void tag_reg_free(tag_reg *r);
  * its current version. Returns 0, or -1 (out of memory, nothing held). */
 int tag_reg_acquire(tag_reg *r, const char *const *names, size_t n, tag_rec **recs,
                     uint64_t *versions);
+/* The entries holding these records are no longer stored (they still hold
+ * the records until their memory is reused). */
+void tag_reg_unlive(tag_reg *r, tag_rec *const *recs, size_t n);
+/* Drop the references taken by tag_reg_acquire (after tag_reg_unlive, or
+ * for an entry that was never stored). */
 void tag_reg_release(tag_reg *r, tag_rec *const *recs, size_t n);
-/* Bump the tag's version; returns how many entries referenced it. */
+/* Bump the tag's version; returns how many stored entries carry it. */
 long tag_reg_invalidate(tag_reg *r, const char *name);
 /* Lock-free: is `version` still the tag's version? */
 bool tag_rec_current(const tag_rec *t, uint64_t version);
