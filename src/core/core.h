@@ -50,8 +50,8 @@ void ebr_exit(void);
 uint64_t ebr_retire_epoch(void);   /* call after unlinking; full fence inside */
 bool ebr_safe(uint64_t retired);   /* no reader can still see it */
 bool ebr_try_advance(void);        /* move the global epoch if every reader caught up */
-unsigned ebr_thread_slot(void);    /* small per-thread integer (for striped counters) */
-bool ebr_thread_exclusive(void);   /* the slot is this thread's alone */
+/* A small integer unique among live threads (reused after a thread exits). */
+unsigned ebr_thread_slot(void);
 
 /* ---- glob (glob.c): Redis MATCH grammar, byte-level ---- */
 

@@ -23,8 +23,6 @@
 
 #include "core/core.h"
 
-#define EBR_EXCLUSIVE_SLOTS 64
-
 struct ebr_rec {
     _Atomic uint64_t state;
     _Atomic int in_use;
@@ -137,7 +135,3 @@ unsigned ebr_thread_slot(void)
     return rec_get()->slot;
 }
 
-bool ebr_thread_exclusive(void)
-{
-    return rec_get()->slot < EBR_EXCLUSIVE_SLOTS;
-}

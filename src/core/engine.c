@@ -138,7 +138,7 @@ struct engine {
     _Atomic uint64_t bytes, items;
     _Atomic uint64_t meta;      /* of bytes: index arrays and ghosts */
     struct flights *flights;
-    struct stripe stripes[STRIPES];
+    struct stripe stripes[STRIPES + 1]; /* the last one is shared */
     struct shard shard[];
 };
 
@@ -238,21 +238,25 @@ size_t engine_item_overhead(void)
 
 /* ----------------------------------------------------------------- stats */
 
+/* Threads with one of the first STRIPES slots own a stripe and update it
+ * with a plain load and store (no locked instruction on a hit); every later
+ * thread shares the last stripe and adds atomically. */
 void engine_count(engine *e, enum engine_stat st, uint64_t n)
 {
     unsigned slot = ebr_thread_slot();
-    _Atomic uint64_t *c = &e->stripes[slot % STRIPES].c[st];
-    if (ebr_thread_exclusive())
+    if (slot < STRIPES) {
+        _Atomic uint64_t *c = &e->stripes[slot].c[st];
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
                               memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&e->stripes[STRIPES].c[st], n, memory_order_relaxed);
+    }
 }
 
 void engine_stats(engine *e, strata_stats *out)
 {
     uint64_t c[ST__COUNT] = {0};
-    for (unsigned i = 0; i < STRIPES; i++)
+    for (unsigned i = 0; i <= STRIPES; i++)
         for (unsigned k = 0; k < ST__COUNT; k++)
             c[k] += atomic_load_explicit(&e->stripes[i].c[k], memory_order_relaxed);
     out->hits = c[ST_HITS];
