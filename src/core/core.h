@@ -152,6 +152,14 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
                       void *ud, const strata_set_opts *opts, strata_value **out);
 struct flights;
 struct flights *engine_flights(engine *e);
+/* Invalidations call these before they remove entries (see flight.c). */
+void engine_flights_poison_key(engine *e, const void *key, size_t klen);
+void engine_flights_poison_glob(engine *e, const char *glob);
+void engine_flights_poison_all(engine *e);
+bool engine_tags_invalidated_since(engine *e, const char *const *tags, size_t n,
+                                   uint64_t since);
+/* Remove `key` without moving the delete counter. */
+void engine_remove_quiet(engine *e, const void *key, size_t klen);
 /* How many callers are waiting on the flight for `key` (tests). */
 long engine_flight_waiters(engine *e, const void *key, size_t klen);
 

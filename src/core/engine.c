@@ -1210,10 +1210,11 @@ int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
     return store(e, key, klen, b->data, b->len, b, NULL, opts);
 }
 
-int engine_delete(engine *e, const void *key, size_t klen)
+static int delete_key(engine *e, const void *key, size_t klen, bool count)
 {
     if (e == NULL || !key_ok(key, klen))
         return STRATA_EINVAL;
+    engine_flights_poison_key(e, key, klen);
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);
     int rc = STRATA_MISS;
@@ -1227,9 +1228,25 @@ int engine_delete(engine *e, const void *key, size_t klen)
     }
     locked_reclaim(e, sh);
     pthread_mutex_unlock(&sh->lock);
-    if (rc == STRATA_OK)
+    if (rc == STRATA_OK && count)
         engine_count(e, ST_DELETES, 1);
     return rc;
+}
+
+int engine_delete(engine *e, const void *key, size_t klen)
+{
+    return delete_key(e, key, klen, true);
+}
+
+void engine_remove_quiet(engine *e, const void *key, size_t klen)
+{
+    (void)delete_key(e, key, klen, false);
+}
+
+bool engine_tags_invalidated_since(engine *e, const char *const *tags, size_t n,
+                                   uint64_t since)
+{
+    return tag_reg_invalidated_since(e->tags, tags, n, since);
 }
 
 /* ------------------------------------------------------ bulk invalidation */
@@ -1285,6 +1302,7 @@ long engine_invalidate_pattern(engine *e, const char *glob)
 {
     if (e == NULL || !core_glob_valid(glob))
         return STRATA_EINVAL;
+    engine_flights_poison_glob(e, glob);
     long n = remove_where(e, match_glob, (void *)glob);
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
     return n;
@@ -1314,6 +1332,7 @@ int engine_clear(engine *e)
 {
     if (e == NULL)
         return STRATA_EINVAL;
+    engine_flights_poison_all(e);
     long n = remove_where(e, match_all, NULL);
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
     return STRATA_OK;

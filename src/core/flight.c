@@ -12,7 +12,17 @@
  *                                                   last one frees it
  *
  * The flight leaves the table when its loader finishes, so a later miss starts
- * a new flight. A loader that calls get_or_set on its own key would wait on
+ * a new flight.
+ *
+ * An invalidation that lands while a loader runs (a delete of the key, a
+ * matching glob, a clear, or a tag the value turns out to carry) may have
+ * been meant for exactly the data the loader is reading, so its value must
+ * not stay cached. Invalidations poison the matching flights before they
+ * remove entries; the loader's caller stores the value, then checks for
+ * poison (and for its tags' invalidation since the load started) and removes
+ * what it stored if either happened. Whichever order the two run in, the
+ * value does not survive the invalidation. The callers still get the value:
+ * they asked before the invalidation. A loader that calls get_or_set on its own key would wait on
  * itself forever: that is refused with STRATA_EINVAL.
  *
  * Locking: one mutex per engine guards the table and every flight's fields.
@@ -26,6 +36,7 @@
 #include <xxhash.h>
 
 #include "core/core.h"
+#include "core/tags.h"
 
 #define NBUCKETS 64
 
@@ -38,6 +49,7 @@ struct flight {
     unsigned refs;
     long waiters;
     bool done;
+    bool poisoned;
     int err;
     core_blob *blob;
     unsigned char key[];
@@ -161,17 +173,19 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
     pthread_cond_init(&f->cond, &ca);
     pthread_condattr_destroy(&ca);
     *pp = f;
+    uint64_t since = tag_seq_now();
     pthread_mutex_unlock(&fs->lock);
 
     /* A flight that finished between our miss and our lock stored the value:
      * look again before loading (not counted: the miss was). */
     core_blob *blob = NULL;
+    bool stored = false;
+    strata_set_opts lo = opts ? *opts : (strata_set_opts){0};
     r = engine_lookup(e, key, klen, out, false);
     if (r == STRATA_OK) {
         blob = core_blob_new(strata_value_data(*out), strata_value_len(*out));
         r = blob ? STRATA_OK : STRATA_ENOMEM;
     } else {
-        strata_set_opts lo = opts ? *opts : (strata_set_opts){0};
         void *val = NULL;
         size_t vlen = 0;
         int lr = load(ud, key, klen, &val, &vlen, &lo);
@@ -183,10 +197,9 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
             if (blob == NULL) {
                 r = STRATA_ENOMEM;
             } else {
-                int sr = engine_set_blob(e, key, klen, blob, &lo);
                 /* A value too large to keep, or tags it cannot store, is still
                  * the answer to this call; it is just not cached. */
-                (void)sr;
+                stored = engine_set_blob(e, key, klen, blob, &lo) == STRATA_OK;
                 *out = core_value_blob(blob);
                 r = *out ? STRATA_LOADED : STRATA_ENOMEM;
             }
@@ -199,11 +212,67 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
     f->blob = r < 0 ? NULL : blob;
     blob = r < 0 ? blob : NULL;
     *locked_find(fs, h, key, klen) = f->next;
+    bool poisoned = f->poisoned;
     pthread_cond_broadcast(&f->cond);
     locked_unref(f);
     pthread_mutex_unlock(&fs->lock);
     core_blob_release(blob);
+    if (stored && (poisoned || (lo.ntags && engine_tags_invalidated_since(
+                                                e, lo.tags, lo.ntags, since))))
+        engine_remove_quiet(e, key, klen);
     return r;
+}
+
+typedef bool (*flight_pred)(const struct flight *f, const void *ud);
+
+static void poison_where(engine *e, flight_pred pred, const void *ud)
+{
+    struct flights *fs = engine_flights(e);
+    pthread_mutex_lock(&fs->lock);
+    for (size_t i = 0; i < NBUCKETS; i++)
+        for (struct flight *f = fs->b[i]; f; f = f->next)
+            if (pred(f, ud))
+                f->poisoned = true;
+    pthread_mutex_unlock(&fs->lock);
+}
+
+struct keyref {
+    const void *key;
+    size_t klen;
+};
+
+static bool is_key(const struct flight *f, const void *ud)
+{
+    const struct keyref *k = ud;
+    return f->klen == k->klen && memcmp(f->key, k->key, k->klen) == 0;
+}
+
+static bool is_glob(const struct flight *f, const void *ud)
+{
+    return core_glob_match(ud, strlen(ud), f->key, f->klen);
+}
+
+static bool is_any(const struct flight *f, const void *ud)
+{
+    (void)f;
+    (void)ud;
+    return true;
+}
+
+void engine_flights_poison_key(engine *e, const void *key, size_t klen)
+{
+    struct keyref k = {key, klen};
+    poison_where(e, is_key, &k);
+}
+
+void engine_flights_poison_glob(engine *e, const char *glob)
+{
+    poison_where(e, is_glob, glob);
+}
+
+void engine_flights_poison_all(engine *e)
+{
+    poison_where(e, is_any, NULL);
 }
 
 long engine_flight_waiters(engine *e, const void *key, size_t klen)

@@ -27,16 +27,27 @@ struct tag_rec {
     _Atomic uint64_t version;
     uint64_t refs;     /* entries holding the record (live or awaiting reuse) */
     uint64_t live;     /* entries still stored */
+    uint64_t inval;    /* version given by the last invalidation, 0 = none */
     struct tag_rec *next;
     uint64_t hash;
     size_t len;
     char name[];
 };
 
+/* The last RECENT invalidations, records or not: a loader that started
+ * before one of them must not cache a value carrying that tag, even when the
+ * tag had no record (no entry) at the time. */
+#define RECENT 256
+
 struct tag_reg {
     pthread_mutex_t lock;
     struct tag_rec **b;
     size_t nb, n;
+    struct {
+        uint64_t hash, seq;
+    } recent[RECENT];
+    unsigned recent_pos;
+    uint64_t forgotten; /* largest seq pushed out of `recent` */
 };
 
 static _Atomic uint64_t tag_seq;
@@ -134,6 +145,7 @@ int tag_reg_acquire(tag_reg *r, const char *const *names, size_t n, tag_rec **re
             atomic_init(&t->version, next_version());
             t->refs = 0;
             t->live = 0;
+            t->inval = 0;
             t->next = NULL;
             t->hash = h;
             t->len = len;
@@ -183,13 +195,44 @@ long tag_reg_invalidate(tag_reg *r, const char *name)
     uint64_t h = XXH3_64bits(name, len);
     long n = 0;
     pthread_mutex_lock(&r->lock);
+    uint64_t v = next_version();
     struct tag_rec *t = *locked_find(r, name, len, h);
     if (t) {
-        atomic_store_explicit(&t->version, next_version(), memory_order_release);
+        t->inval = v;
+        atomic_store_explicit(&t->version, v, memory_order_release);
         n = (long)t->live;
     }
+    unsigned i = r->recent_pos++ % RECENT;
+    if (r->recent[i].seq > r->forgotten)
+        r->forgotten = r->recent[i].seq;
+    r->recent[i].hash = h;
+    r->recent[i].seq = v;
     pthread_mutex_unlock(&r->lock);
     return n;
+}
+
+uint64_t tag_seq_now(void)
+{
+    uint64_t v = atomic_load(&tag_seq);
+    return v ? v : next_version();
+}
+
+bool tag_reg_invalidated_since(tag_reg *r, const char *const *names, size_t n,
+                               uint64_t since)
+{
+    pthread_mutex_lock(&r->lock);
+    /* More invalidations than we remember since then: assume the worst. */
+    bool hit = r->forgotten > since;
+    for (size_t i = 0; i < n && !hit; i++) {
+        size_t len = strlen(names[i]);
+        uint64_t h = XXH3_64bits(names[i], len);
+        struct tag_rec *t = *locked_find(r, names[i], len, h);
+        hit = t && t->inval > since;
+        for (unsigned k = 0; k < RECENT && !hit; k++)
+            hit = r->recent[k].hash == h && r->recent[k].seq > since;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return hit;
 }
 
 bool tag_rec_current(const tag_rec *t, uint64_t version)

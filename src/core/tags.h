@@ -26,6 +26,11 @@ void tag_reg_unlive(tag_reg *r, tag_rec *const *recs, size_t n);
 void tag_reg_release(tag_reg *r, tag_rec *const *recs, size_t n);
 /* Bump the tag's version; returns how many stored entries carry it. */
 long tag_reg_invalidate(tag_reg *r, const char *name);
+/* The tag version sequence now: every later invalidation gives a larger one. */
+uint64_t tag_seq_now(void);
+/* Was any of the tags invalidated after tag_seq_now() returned `since`? */
+bool tag_reg_invalidated_since(tag_reg *r, const char *const *names, size_t n,
+                               uint64_t since);
 /* Lock-free: is `version` still the tag's version? */
 bool tag_rec_current(const tag_rec *t, uint64_t version);
 /* 1-256 bytes of printable ASCII without space, comma, quote or backslash. */

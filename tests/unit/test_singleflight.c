@@ -443,3 +443,124 @@ Test(singleflight, different_keys_load_in_parallel)
     }
     strata_close(s);
 }
+
+/* ---- an invalidation during a load: the value is not cached ----------------
+ * The loader blocks until the test has run the invalidation; its caller still
+ * gets the value (it asked first), but the value must not survive the
+ * invalidation in the cache. Without poisoning, the get afterwards hits. */
+
+enum inval_kind { INV_DELETE, INV_PATTERN, INV_CLEAR, INV_TAG };
+
+struct inval_test {
+    strata_cache *c;
+    atomic_int started;
+    atomic_int release;
+    int rc;
+    size_t len;
+};
+
+static int blocking_tag_loader(void *ud, const void *key, size_t klen, void **val,
+                               size_t *vlen, strata_set_opts *opts)
+{
+    (void)key;
+    (void)klen;
+    struct inval_test *t = ud;
+    static const char *const tags[] = {"price"};
+    atomic_store(&t->started, 1);
+    uint64_t t0 = mono_ms();
+    while (!atomic_load(&t->release) && mono_ms() - t0 < POLL_LIMIT_MS)
+        nap();
+    *val = strdup("old-price");
+    *vlen = strlen("old-price");
+    opts->tags = tags;
+    opts->ntags = 1;
+    return 0;
+}
+
+static void *inval_caller(void *arg)
+{
+    struct inval_test *t = arg;
+    strata_value *v = NULL;
+    t->rc = strata_get_or_set(t->c, "item:1", 6, blocking_tag_loader, t, NULL, &v);
+    t->len = strata_value_len(v);
+    strata_value_release(v);
+    return NULL;
+}
+
+static void run_inval_during_load(enum inval_kind kind)
+{
+    strata_cache *c;
+    strata *s = open_yaml(CONF_DEFAULT, "sf", &c);
+    struct inval_test t = {.c = c};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, inval_caller, &t), 0);
+    uint64_t t0 = mono_ms();
+    while (!atomic_load(&t.started) && mono_ms() - t0 < POLL_LIMIT_MS)
+        nap();
+    cr_assert(atomic_load(&t.started), "loader never started");
+    switch (kind) {
+    case INV_DELETE:
+        cr_assert_eq(strata_delete(c, "item:1", 6), STRATA_MISS);
+        break;
+    case INV_PATTERN:
+        cr_assert_eq(strata_invalidate_pattern(c, "item:*"), 0);
+        break;
+    case INV_CLEAR:
+        cr_assert_eq(strata_clear(c), STRATA_OK);
+        break;
+    case INV_TAG:
+        strata_invalidate_tags(c, (const char *const[]){"price"}, 1);
+        break;
+    }
+    atomic_store(&t.release, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(t.rc, STRATA_LOADED, "caller got %s", strata_errname(t.rc));
+    cr_assert_eq(t.len, strlen("old-price"));
+    strata_value *v = NULL;
+    cr_assert_eq(strata_get(c, "item:1", 6, &v), STRATA_MISS,
+                 "a value loaded before the invalidation is still cached");
+    cr_assert_null(v);
+    strata_close(s);
+}
+
+Test(singleflight, delete_during_load_is_not_undone)
+{
+    run_inval_during_load(INV_DELETE);
+}
+
+Test(singleflight, pattern_during_load_is_not_undone)
+{
+    run_inval_during_load(INV_PATTERN);
+}
+
+Test(singleflight, clear_during_load_is_not_undone)
+{
+    run_inval_during_load(INV_CLEAR);
+}
+
+Test(singleflight, tag_invalidation_during_load_is_not_undone)
+{
+    run_inval_during_load(INV_TAG);
+}
+
+Test(singleflight, unrelated_invalidation_during_load_keeps_the_value)
+{
+    strata_cache *c;
+    strata *s = open_yaml(CONF_DEFAULT, "sf", &c);
+    struct inval_test t = {.c = c};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, inval_caller, &t), 0);
+    uint64_t t0 = mono_ms();
+    while (!atomic_load(&t.started) && mono_ms() - t0 < POLL_LIMIT_MS)
+        nap();
+    strata_delete(c, "other", 5);
+    strata_invalidate_pattern(c, "user:*");
+    strata_invalidate_tags(c, (const char *const[]){"stock"}, 1);
+    atomic_store(&t.release, 1);
+    pthread_join(th, NULL);
+    cr_assert_eq(t.rc, STRATA_LOADED);
+    strata_value *v = NULL;
+    cr_assert_eq(strata_get(c, "item:1", 6, &v), STRATA_OK);
+    strata_value_release(v);
+    strata_close(s);
+}
