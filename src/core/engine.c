@@ -1,152 +1,14 @@
 /*
- * engine.c -- the memory engine: shards, index, items, eviction, expiry.
- *
- * Layout. A key's 64-bit hash h picks a shard (bits 32..37) and a home slot
- * in the shard's index (low 32 bits, by multiply-shift). The index is an
- * open-addressing array of 8-byte slots, linear probing:
- *
- *     slot = fp32 << 32 | id32      fp32 = h >> 32, id32 = item id in the slab
- *     0 = empty, TOMB = a deleted entry (id 0, fp 1)
- *
- * An item is one slab slot:
- *
- *   +------+------+--------+------+------+------+------+------+-----+-------+------+
- *   | prev | next | exp_lo | klen |exp_hi|flags | vlen | freq |ntags| key   |value |
- *   |  u32 |  u32 |  u32   | u16  |  u8  |  u8  | u16  |  u8  | u8  | klen  |      |
- *   +------+------+--------+------+------+------+------+------+-----+-------+------+
- *   (freq is the atomic state byte: frequency, queue, live, expiry-counted)
- *   value = vlen bytes inline, or (F_BLOB) a core_blob pointer; then, with
- *   ntags > 0, ntags x { tag_rec *, u64 version }. 20 bytes of header.
- *
- * prev/next link the item in its shard's S or M queue and are touched only
- * under the shard lock; every other field is written before the item is
- * published in the index (release store) and never again, except freq, an
- * atomic byte that hits bump with a relaxed CAS only while it is below 3 (a
- * hot item's line then stays shared between cores).
- *
- * Readers (get) take no lock: inside an epoch they load the index pointer,
- * probe, compare the key, check expiry and tag versions, and copy the value
- * out (or take a blob reference). Writers (set, delete, evict, sweep) hold the
- * shard mutex. A removed item is put on the shard's limbo list with the epoch
- * of its removal and its slot reused only once ebr_safe() says no reader can
- * hold it. Index arrays replaced by a rebuild are retired the same way.
- *
- * Eviction: S3-FIFO (Yang et al., SOSP'23) per shard -- a small FIFO S for
- * new keys, a main FIFO M with reinsertion (CLOCK-like, 2-bit frequency), and
- * a ghost of recently evicted keys (hash fingerprints in a direct-mapped
- * array) -- with S's share of the shard adapted from ghost hits: a key that
- * returns after leaving S says S was too small, one that returns after
- * leaving M says M was. The bounds (max_memory, max_items) are global to the
- * engine: a writer evicts from its own shard until the engine fits.
+ * engine.c -- the memory engine's operations: open and close, get (lock-free),
+ * set, delete, glob and tag invalidation, the background sweep, statistics.
+ * The layout, the locking and the eviction policy are described in shard.h;
+ * the work done under a shard's lock is in shard.c.
  */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
-#include "core/core.h"
-#include "core/slab.h"
-#include "core/tags.h"
-
-#define ENGINE_MAGIC 0x656e6731u
-#define MAX_SHARDS 64
-#define STRIPES 64
-#define TOMB ((uint64_t)1 << 32)
-#define EXP_NEVER ((uint64_t)0xffffffffffull)
-
-/* item flags: written before the item is published, then immutable */
-#define F_BLOB 0x01u
-#define F_CODEC 0x0cu   /* codec << 2 */
-/* the atomic state byte: readers bump the frequency (CAS), writers the rest */
-#define FQ_MASK 0x03u   /* 2-bit access frequency */
-#define FQ_INM 0x04u    /* in M (else S) */
-#define FQ_LIVE 0x08u   /* linked in the index and a queue */
-#define FQ_SEEN 0x80u   /* expiry already counted */
-
-/* Policy parameters: one set for every workload (trace-replay measures them). */
-#define SHARE_ONE 65536u
-#define S_SHARE_INIT 6554  /* of SHARE_ONE: S starts at 10% */
-#define S_SHARE_MIN 655    /* 1% */
-#define S_SHARE_MAX 58982  /* 90% */
-#define PROMOTE_FREQ 2     /* leaving S with freq >= this: to M */
-
-struct item {
-    uint32_t prev, next;
-    uint32_t exp_lo;
-    uint16_t klen;
-    uint8_t exp_hi;
-    uint8_t flags;
-    uint16_t vlen;
-    _Atomic uint8_t freq;
-    uint8_t ntags;
-    unsigned char data[];
-};
-
-struct index {
-    uint32_t n;
-    uint32_t pad;
-    _Atomic uint64_t slot[];
-};
-
-struct retired_index {
-    struct index *idx;
-    uint64_t epoch;
-    struct retired_index *next;
-};
-
-struct queue {
-    uint32_t head, tail; /* head: oldest */
-    uint64_t bytes;
-    uint64_t items;
-};
-
-struct shard {
-    pthread_mutex_t lock;
-    struct index *_Atomic idx;
-    uint32_t used, tomb;
-    slab slab;
-    struct queue s, m;
-    uint32_t s_share;     /* S's share of the shard, of SHARE_ONE */
-    uint16_t *ghost;
-    uint32_t gn;
-    uint32_t g_s, g_m;    /* ghost entries that left S / M */
-    uint32_t limbo_head, limbo_tail, limbo_n;
-    struct retired_index *old_idx;
-    uint32_t sweep_pos;
-    uint64_t bytes;       /* charged to this shard */
-    uint64_t items;
-} __attribute__((aligned(64)));
-
-struct stripe {
-    _Atomic uint64_t c[ST__COUNT];
-} __attribute__((aligned(64)));
-
-struct engine {
-    uint32_t magic;
-    unsigned nshards;
-    unsigned shard_shift;
-    int64_t ttl_ms;
-    uint64_t max_memory, max_items;
-    enum core_codec codec;
-    int level;
-    uint64_t compress_min;
-    int64_t loader_timeout_ms;
-    const core_clock *clock;
-    uint64_t base;              /* clock reading that item expiry is relative to */
-    char *name;
-    tag_reg *tags;
-    _Atomic uint64_t bytes, items;
-    _Atomic uint64_t meta;      /* of bytes: index arrays and ghosts */
-    struct flights *flights;
-    struct stripe stripes[STRIPES + 1]; /* the last one is shared */
-    struct shard shard[];
-};
-
-/* flight.c */
-struct flights *flights_new(void);
-void flights_free(struct flights *f);
-
-/* ---------------------------------------------------------------- helpers */
+#include "core/shard.h"
 
 /* Engine time: ms since `base`, so 40 bits of expiry last 34 years whatever
  * the clock's origin. */
@@ -159,76 +21,6 @@ static uint64_t enow(engine *e)
 void engine_rebase(engine *e)
 {
     e->base = core_clock_now(e->clock);
-}
-
-static inline uint64_t hash_key(const void *k, size_t n)
-{
-    return XXH3_64bits(k, n);
-}
-
-static inline uint32_t home(uint64_t h, uint32_t n)
-{
-    return (uint32_t)(((uint64_t)(uint32_t)h * n) >> 32);
-}
-
-static inline struct shard *shard_of(engine *e, uint64_t h)
-{
-    return &e->shard[(h >> 32) & (e->nshards - 1)];
-}
-
-static inline struct item *item_at(struct shard *sh, uint32_t id)
-{
-    return slab_ptr(&sh->slab, id);
-}
-
-static inline uint64_t item_exp(const struct item *it)
-{
-    return (uint64_t)it->exp_hi << 32 | it->exp_lo;
-}
-
-static inline size_t item_vbytes(const struct item *it)
-{
-    return it->flags & F_BLOB ? sizeof(core_blob *) : it->vlen;
-}
-
-static inline unsigned char *item_tags(struct item *it)
-{
-    return it->data + it->klen + item_vbytes(it);
-}
-
-static inline core_blob *item_blob(const struct item *it)
-{
-    core_blob *b;
-    memcpy(&b, it->data + it->klen, sizeof b);
-    return b;
-}
-
-static bool item_tags_current(struct item *it)
-{
-    unsigned char *p = item_tags(it);
-    for (unsigned i = 0; i < it->ntags; i++, p += 16) {
-        tag_rec *t;
-        uint64_t v;
-        memcpy(&t, p, sizeof t);
-        memcpy(&v, p + 8, sizeof v);
-        if (!tag_rec_current(t, v))
-            return false;
-    }
-    return true;
-}
-
-static inline bool item_expired(const struct item *it, uint64_t now)
-{
-    uint64_t x = item_exp(it);
-    return x != EXP_NEVER && now >= x;
-}
-
-static uint64_t item_charge(struct shard *sh, uint32_t id, struct item *it)
-{
-    uint64_t c = slab_slot_size(&sh->slab, id);
-    if (it->flags & F_BLOB)
-        c += sizeof(core_blob) + item_blob(it)->len;
-    return c;
 }
 
 size_t engine_item_overhead(void)
@@ -280,436 +72,6 @@ struct flights *engine_flights(engine *e)
 int64_t engine_loader_timeout_ms(const engine *e)
 {
     return e->loader_timeout_ms;
-}
-
-/* ----------------------------------------------------------------- index */
-
-static struct index *index_new(uint32_t n)
-{
-    struct index *x = calloc(1, sizeof *x + (size_t)n * sizeof(uint64_t));
-    if (x)
-        x->n = n;
-    return x;
-}
-
-static size_t index_bytes(uint32_t n)
-{
-    return sizeof(struct index) + (size_t)n * sizeof(uint64_t);
-}
-
-static size_t ghost_bytes(uint32_t gn)
-{
-    return (size_t)gn * sizeof(uint16_t);
-}
-
-/* Charge (or refund, with sign) memory to the shard and the engine. */
-static void locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items)
-{
-    sh->bytes += (uint64_t)bytes;
-    sh->items += (uint64_t)items;
-    if (bytes)
-        atomic_fetch_add_explicit(&e->bytes, (uint64_t)bytes, memory_order_relaxed);
-    if (items)
-        atomic_fetch_add_explicit(&e->items, (uint64_t)items, memory_order_relaxed);
-}
-
-/* Find the slot holding `id`, or -1. */
-static int64_t locked_slot_of(struct index *x, uint64_t h, uint32_t id)
-{
-    uint32_t pos = home(h, x->n);
-    for (uint32_t i = 0; i < x->n; i++) {
-        uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_relaxed);
-        if (s == 0)
-            return -1;
-        if ((uint32_t)s == id)
-            return pos;
-        if (++pos == x->n)
-            pos = 0;
-    }
-    return -1;
-}
-
-static void locked_index_clear(struct shard *sh, struct index *x, uint32_t pos)
-{
-    uint32_t next = pos + 1 == x->n ? 0 : pos + 1;
-    if (atomic_load_explicit(&x->slot[next], memory_order_relaxed) != 0) {
-        atomic_store_explicit(&x->slot[pos], TOMB, memory_order_release);
-        sh->tomb++;
-        return;
-    }
-    /* The next slot is empty: no probe continues past this one, so it and
-     * the tombstones right before it can become empty. */
-    atomic_store_explicit(&x->slot[pos], 0, memory_order_release);
-    uint32_t p = pos;
-    for (;;) {
-        p = p == 0 ? x->n - 1 : p - 1;
-        if (atomic_load_explicit(&x->slot[p], memory_order_relaxed) != TOMB)
-            break;
-        atomic_store_explicit(&x->slot[p], 0, memory_order_release);
-        sh->tomb--;
-    }
-}
-
-static void locked_retire_index(struct shard *sh, struct index *old)
-{
-    struct retired_index *r = malloc(sizeof *r);
-    if (r == NULL) {
-        /* Cannot defer: wait for readers to leave instead. */
-        uint64_t ep = ebr_retire_epoch();
-        while (!ebr_safe(ep))
-            ;
-        free(old);
-        return;
-    }
-    r->idx = old;
-    r->epoch = ebr_retire_epoch();
-    r->next = sh->old_idx;
-    sh->old_idx = r;
-}
-
-static uint64_t item_hash(struct item *it)
-{
-    return hash_key(it->data, it->klen);
-}
-
-/* Rebuild the index at size n (dropping tombstones) and publish it. */
-static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
-{
-    struct index *old = atomic_load_explicit(&sh->idx, memory_order_relaxed);
-    struct index *x = index_new(n);
-    if (x == NULL)
-        return -1;
-    for (uint32_t i = 0; i < old->n; i++) {
-        uint64_t s = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
-        uint32_t id = (uint32_t)s;
-        if (id == 0)
-            continue;
-        uint64_t h = item_hash(item_at(sh, id));
-        uint32_t pos = home(h, n);
-        while (atomic_load_explicit(&x->slot[pos], memory_order_relaxed) != 0)
-            if (++pos == n)
-                pos = 0;
-        atomic_store_explicit(&x->slot[pos], s, memory_order_relaxed);
-    }
-    atomic_store_explicit(&sh->idx, x, memory_order_release);
-    int64_t d = (int64_t)index_bytes(n) - (int64_t)index_bytes(old->n);
-    locked_charge(e, sh, d, 0);
-    atomic_fetch_add(&e->meta, (uint64_t)d);
-    sh->tomb = 0;
-    locked_retire_index(sh, old);
-    return 0;
-}
-
-/* Keep (used + tombstones) <= 85% of the slots; grow by half when live
- * entries pass 70%. */
-static void locked_index_room(engine *e, struct shard *sh)
-{
-    struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
-    uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
-    if (occ * 100 <= (uint64_t)x->n * 85)
-        return;
-    uint32_t n = x->n;
-    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 70)
-        n = n + n / 2 + 16;
-    (void)locked_rebuild(e, sh, n);
-}
-
-/* --------------------------------------------------------------- ghost */
-
-static inline uint32_t ghost_pos(struct shard *sh, uint64_t h)
-{
-    return (uint32_t)(((h >> 16) & 0xffffffffu) * sh->gn >> 32);
-}
-
-static inline uint16_t ghost_fp(uint64_t h, unsigned from_m)
-{
-    return (uint16_t)((((h >> 49) | 0x4000u) << 1) | from_m);
-}
-
-static void locked_ghost_add(struct shard *sh, uint64_t h, unsigned from_m)
-{
-    if (sh->gn == 0)
-        return;
-    uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
-    if (*g)
-        (*g & 1u) ? sh->g_m-- : sh->g_s--;
-    *g = ghost_fp(h, from_m);
-    from_m ? sh->g_m++ : sh->g_s++;
-}
-
-/* 0: not in the ghost; 1: left S; 2: left M. The entry is consumed. */
-static int locked_ghost_take(struct shard *sh, uint64_t h)
-{
-    if (sh->gn == 0)
-        return 0;
-    uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
-    if ((*g | 1u) != (ghost_fp(h, 0) | 1u))
-        return 0;
-    int r = (*g & 1u) ? 2 : 1;
-    r == 2 ? sh->g_m-- : sh->g_s--;
-    *g = 0;
-    return r;
-}
-
-/* ---------------------------------------------------------------- queues */
-
-static void q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
-                   uint64_t charge)
-{
-    it->next = 0;
-    it->prev = q->tail;
-    if (q->tail)
-        item_at(sh, q->tail)->next = id;
-    else
-        q->head = id;
-    q->tail = id;
-    q->bytes += charge;
-    q->items++;
-}
-
-static void q_unlink(struct shard *sh, struct queue *q, struct item *it,
-                     uint64_t charge)
-{
-    if (it->prev)
-        item_at(sh, it->prev)->next = it->next;
-    else
-        q->head = it->next;
-    if (it->next)
-        item_at(sh, it->next)->prev = it->prev;
-    else
-        q->tail = it->prev;
-    it->prev = it->next = 0;
-    q->bytes -= charge;
-    q->items--;
-}
-
-static inline uint8_t st_get(struct item *it)
-{
-    return atomic_load_explicit(&it->freq, memory_order_relaxed);
-}
-
-/* Writer-side update of the state byte; a reader's concurrent frequency bump
- * makes the CAS retry, so neither update is lost. */
-static void st_update(struct item *it, uint8_t clear, uint8_t set)
-{
-    uint8_t f = st_get(it);
-    while (!atomic_compare_exchange_weak_explicit(&it->freq, &f,
-                                                  (uint8_t)((f & ~clear) | set),
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed))
-        ;
-}
-
-static inline struct queue *q_of(struct shard *sh, struct item *it)
-{
-    return (st_get(it) & FQ_INM) ? &sh->m : &sh->s;
-}
-
-/* ---------------------------------------------------------- item lifecycle */
-
-static void item_free_now(engine *e, struct shard *sh, uint32_t id)
-{
-    struct item *it = item_at(sh, id);
-    if (it->flags & F_BLOB)
-        core_blob_release(item_blob(it));
-    if (it->ntags) {
-        tag_rec *recs[ENGINE_TAGS_MAX];
-        unsigned char *p = item_tags(it);
-        for (unsigned i = 0; i < it->ntags; i++)
-            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
-        tag_reg_release(e->tags, recs, it->ntags);
-    }
-    slab_free(&sh->slab, id);
-}
-
-/* Free what readers can no longer see. */
-static void locked_reclaim(engine *e, struct shard *sh)
-{
-    while (sh->limbo_head) {
-        uint32_t id = sh->limbo_head;
-        struct item *it = item_at(sh, id);
-        uint64_t cur = ebr_retire_epoch();
-        uint64_t ep = cur - (uint32_t)((uint32_t)cur - it->prev);
-        if (!ebr_safe(ep))
-            break;
-        sh->limbo_head = it->next;
-        if (sh->limbo_head == 0)
-            sh->limbo_tail = 0;
-        sh->limbo_n--;
-        item_free_now(e, sh, id);
-    }
-    struct retired_index **pp = &sh->old_idx;
-    while (*pp) {
-        struct retired_index *r = *pp;
-        if (ebr_safe(r->epoch)) {
-            *pp = r->next;
-            free(r->idx);
-            free(r);
-        } else {
-            pp = &r->next;
-        }
-    }
-}
-
-/* Take item `id` (already out of the index) off its queue, refund it, and
- * retire it: its tags stop counting it now, its memory is reused later. */
-static void locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *it)
-{
-    uint64_t charge = item_charge(sh, id, it);
-    q_unlink(sh, q_of(sh, it), it, charge);
-    st_update(it, FQ_LIVE, 0);
-    locked_charge(e, sh, -(int64_t)charge, -1);
-    if (it->ntags) {
-        tag_rec *recs[ENGINE_TAGS_MAX];
-        unsigned char *p = item_tags(it);
-        for (unsigned i = 0; i < it->ntags; i++)
-            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
-        tag_reg_unlive(e->tags, recs, it->ntags);
-    }
-    /* The epoch goes in prev (low 32 bits), the limbo link in next. */
-    it->prev = (uint32_t)ebr_retire_epoch();
-    it->next = 0;
-    if (sh->limbo_tail)
-        item_at(sh, sh->limbo_tail)->next = id;
-    else
-        sh->limbo_head = id;
-    sh->limbo_tail = id;
-    sh->limbo_n++;
-}
-
-/* Unlink item `id` from the index (at `pos`, or found from `h`) and retire it. */
-static void locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
-                          uint64_t h, int64_t pos)
-{
-    struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
-    if (pos < 0)
-        pos = locked_slot_of(x, h, id);
-    if (pos >= 0)
-        locked_index_clear(sh, x, (uint32_t)pos);
-    sh->used--;
-    locked_retire(e, sh, id, it);
-}
-
-static bool mark_expired_seen(struct item *it)
-{
-    uint8_t old = atomic_fetch_or_explicit(&it->freq, FQ_SEEN, memory_order_relaxed);
-    return !(old & FQ_SEEN);
-}
-
-/* Is the item dead (expired or invalidated by a tag)? Counts expiry once. */
-static bool locked_dead(engine *e, struct item *it, uint64_t now)
-{
-    if (item_expired(it, now)) {
-        if (mark_expired_seen(it))
-            engine_count(e, ST_EXPIRED, 1);
-        return true;
-    }
-    return it->ntags && !item_tags_current(it);
-}
-
-/* -------------------------------------------------------------- eviction */
-
-static bool over_bounds(engine *e)
-{
-    if (atomic_load_explicit(&e->bytes, memory_order_relaxed) > e->max_memory)
-        return true;
-    return e->max_items &&
-           atomic_load_explicit(&e->items, memory_order_relaxed) > e->max_items;
-}
-
-/* A key that comes back from S's ghost says S was too small for it; one back
- * from M's ghost says M was. As in ARC, each such hit moves S's share by one
- * item, times the ratio of the other ghost's size to this one's. */
-static void adapt(struct shard *sh, int from)
-{
-    uint64_t titems = sh->s.items + sh->m.items;
-    uint64_t step = SHARE_ONE / (titems ? titems : 1);
-    if (from == 1 && sh->g_s && sh->g_m > sh->g_s)
-        step *= sh->g_m / sh->g_s;
-    if (from == 2 && sh->g_m && sh->g_s > sh->g_m)
-        step *= sh->g_s / sh->g_m;
-    if (step == 0)
-        step = 1;
-    if (step > SHARE_ONE)
-        step = SHARE_ONE;
-    if (from == 1)
-        sh->s_share = sh->s_share + step > S_SHARE_MAX ? S_SHARE_MAX
-                                                        : sh->s_share + (uint32_t)step;
-    else if (from == 2)
-        sh->s_share = sh->s_share < S_SHARE_MIN + step ? S_SHARE_MIN
-                                                        : sh->s_share - (uint32_t)step;
-}
-
-/* Evict one item from the shard. Returns false when the shard is empty. */
-static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
-{
-    for (;;) {
-        uint64_t total = sh->s.bytes + sh->m.bytes;
-        uint64_t titems = sh->s.items + sh->m.items;
-        if (titems == 0)
-            return false;
-        bool from_s;
-        if (e->max_items)
-            from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.items * SHARE_ONE > titems * sh->s_share);
-        else
-            from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.bytes * SHARE_ONE > total * sh->s_share);
-        struct queue *q = from_s ? &sh->s : &sh->m;
-        uint32_t id = q->head;
-        struct item *it = item_at(sh, id);
-        uint64_t h = item_hash(it);
-        if (locked_dead(e, it, now)) {
-            locked_remove(e, sh, id, it, h, -1);
-            return true;
-        }
-        uint8_t f = st_get(it);
-        uint64_t charge = item_charge(sh, id, it);
-        if (from_s) {
-            if ((f & FQ_MASK) >= PROMOTE_FREQ) {
-                q_unlink(sh, q, it, charge);
-                st_update(it, FQ_MASK, FQ_INM);
-                q_push(sh, &sh->m, id, it, charge);
-                continue;
-            }
-            locked_ghost_add(sh, h, 0);
-        } else if (f & FQ_MASK) {
-            q_unlink(sh, q, it, charge);
-            /* Decrement whatever a concurrent hit made of it. */
-            uint8_t g = st_get(it);
-            while ((g & FQ_MASK) &&
-                   !atomic_compare_exchange_weak_explicit(&it->freq, &g, g - 1,
-                                                          memory_order_relaxed,
-                                                          memory_order_relaxed))
-                ;
-            q_push(sh, q, id, it, charge);
-            continue;
-        } else {
-            locked_ghost_add(sh, h, 1);
-        }
-        locked_remove(e, sh, id, it, h, -1);
-        engine_count(e, ST_EVICTIONS, 1);
-        return true;
-    }
-}
-
-static void locked_make_room(engine *e, struct shard *sh, uint64_t now)
-{
-    while (over_bounds(e) && locked_evict_one(e, sh, now))
-        ;
-    if (!over_bounds(e))
-        return;
-    /* This shard is empty and the engine is still over (a large value, or
-     * skew): take from the others, without waiting on their locks. */
-    for (unsigned i = 0; i < e->nshards && over_bounds(e); i++) {
-        struct shard *o = &e->shard[i];
-        if (o == sh || pthread_mutex_trylock(&o->lock) != 0)
-            continue;
-        while (over_bounds(e) && locked_evict_one(e, o, now))
-            ;
-        locked_reclaim(e, o);
-        pthread_mutex_unlock(&o->lock);
-    }
 }
 
 /* ----------------------------------------------------------- construction */
@@ -767,7 +129,7 @@ engine *engine_new(const engine_conf *c)
         sh->s_share = S_SHARE_INIT;
         if (slab_init(&sh->slab) != 0)
             goto fail;
-        struct index *x = index_new((uint32_t)n);
+        struct index *x = shard_index_new((uint32_t)n);
         if (x == NULL)
             goto fail;
         atomic_store(&sh->idx, x);
@@ -776,7 +138,7 @@ engine *engine_new(const engine_conf *c)
         if (sh->ghost == NULL)
             goto fail;
         uint64_t meta = index_bytes((uint32_t)n) + ghost_bytes(sh->gn);
-        locked_charge(e, sh, (int64_t)meta, 0);
+        shard_locked_charge(e, sh, (int64_t)meta, 0);
         atomic_fetch_add(&e->meta, meta);
     }
     return e;
@@ -798,13 +160,13 @@ void engine_free(engine *e)
             uint32_t id = q->head;
             while (id) {
                 uint32_t next = item_at(sh, id)->next;
-                item_free_now(e, sh, id);
+                shard_item_free(e, sh, id);
                 id = next;
             }
         }
         for (uint32_t id = sh->limbo_head; id;) {
             uint32_t next = item_at(sh, id)->next;
-            item_free_now(e, sh, id);
+            shard_item_free(e, sh, id);
             id = next;
         }
         while (sh->old_idx) {
@@ -848,7 +210,7 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
             struct item *it = item_at(sh, id);
             if (it->klen == klen && memcmp(it->data, key, klen) == 0) {
                 if (item_expired(it, now)) {
-                    if (mark_expired_seen(it))
+                    if (shard_mark_expired_seen(it))
                         engine_count(e, ST_EXPIRED, 1);
                     r = F_DEAD;
                     *dead_id = id;
@@ -932,7 +294,6 @@ static uint32_t locked_find(struct shard *sh, uint64_t h, const void *key, size_
     return 0;
 }
 
-static uint64_t enow(engine *e);
 
 /* Remove the dead entry a reader found for `key`, if it is still dead. */
 static void drop_dead(engine *e, struct shard *sh, uint64_t h, const void *key,
@@ -943,10 +304,10 @@ static void drop_dead(engine *e, struct shard *sh, uint64_t h, const void *key,
     uint32_t id = locked_find(sh, h, key, klen, &pos);
     if (id) {
         struct item *it = item_at(sh, id);
-        if (locked_dead(e, it, enow(e)))
-            locked_remove(e, sh, id, it, h, pos);
+        if (shard_locked_dead(e, it, enow(e)))
+            shard_locked_remove(e, sh, id, it, h, pos);
     }
-    locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh);
     pthread_mutex_unlock(&sh->lock);
 }
 
@@ -1093,7 +454,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     struct shard *sh = shard_of(e, h);
     pthread_mutex_lock(&sh->lock);
     uint64_t now = enow(e);
-    locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh);
     uint32_t id = slab_alloc(&sh->slab, (uint32_t)isize);
     if (id == 0) {
         pthread_mutex_unlock(&sh->lock);
@@ -1126,7 +487,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     charge = item_charge(sh, id, it);
 
     /* Find the key, remembering the first reusable slot. */
-    locked_index_room(e, sh);
+    shard_locked_index_room(e, sh);
     struct index *xi = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     uint32_t pos = home(h, xi->n), fp = (uint32_t)(h >> 32);
     int64_t free_pos = -1;
@@ -1160,21 +521,21 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         uint8_t fq = f & FQ_MASK;
         atomic_init(&it->freq, (uint8_t)(FQ_LIVE | (f & FQ_INM) | (fq < 3 ? fq + 1 : 3)));
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
-        locked_retire(e, sh, old, oi);
+        shard_locked_retire(e, sh, old, oi);
     } else {
         if (atomic_load_explicit(&xi->slot[free_pos], memory_order_relaxed) == TOMB)
             sh->tomb--;
         sh->used++;
-        int g = locked_ghost_take(sh, h);
+        int g = shard_locked_ghost_take(sh, h);
         if (g) {
-            adapt(sh, g);
+            shard_adapt(sh, g);
             atomic_init(&it->freq, FQ_LIVE | FQ_INM);
         }
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
     }
-    q_push(sh, q_of(sh, it), id, it, charge);
-    locked_charge(e, sh, (int64_t)charge, 1);
-    locked_make_room(e, sh, now);
+    shard_q_push(sh, q_of(sh, it), id, it, charge);
+    shard_locked_charge(e, sh, (int64_t)charge, 1);
+    shard_locked_make_room(e, sh, now);
     pthread_mutex_unlock(&sh->lock);
     engine_count(e, ST_SETS, 1);
 
@@ -1223,10 +584,10 @@ static int delete_key(engine *e, const void *key, size_t klen, bool count)
     uint32_t id = locked_find(sh, h, key, klen, &pos);
     if (id) {
         struct item *it = item_at(sh, id);
-        rc = locked_dead(e, it, enow(e)) ? STRATA_MISS : STRATA_OK;
-        locked_remove(e, sh, id, it, h, pos);
+        rc = shard_locked_dead(e, it, enow(e)) ? STRATA_MISS : STRATA_OK;
+        shard_locked_remove(e, sh, id, it, h, pos);
     }
-    locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh);
     pthread_mutex_unlock(&sh->lock);
     if (rc == STRATA_OK && count)
         engine_count(e, ST_DELETES, 1);
@@ -1267,15 +628,15 @@ static long remove_where(engine *e, item_pred pred, void *ud)
                 struct item *it = item_at(sh, id);
                 uint32_t next = it->next;
                 if (pred(e, it, now, ud)) {
-                    bool dead = locked_dead(e, it, now);
-                    locked_remove(e, sh, id, it, item_hash(it), -1);
+                    bool dead = shard_locked_dead(e, it, now);
+                    shard_locked_remove(e, sh, id, it, item_hash(it), -1);
                     if (!dead)
                         n++;
                 }
                 id = next;
             }
         }
-        locked_reclaim(e, sh);
+        shard_locked_reclaim(e, sh);
         pthread_mutex_unlock(&sh->lock);
     }
     return n;
@@ -1354,8 +715,8 @@ long engine_sweep(engine *e, size_t budget)
             uint32_t id = (uint32_t)s;
             if (id) {
                 struct item *it = item_at(sh, id);
-                if (locked_dead(e, it, now)) {
-                    locked_remove(e, sh, id, it, item_hash(it), pos);
+                if (shard_locked_dead(e, it, now)) {
+                    shard_locked_remove(e, sh, id, it, item_hash(it), pos);
                     n++;
                 }
             }
@@ -1363,7 +724,7 @@ long engine_sweep(engine *e, size_t budget)
                 pos = 0;
         }
         sh->sweep_pos = pos;
-        locked_reclaim(e, sh);
+        shard_locked_reclaim(e, sh);
         pthread_mutex_unlock(&sh->lock);
     }
     return n;

@@ -1,0 +1,416 @@
+/*
+ * shard.c -- the mechanics inside one shard: the index (tombstones, rebuilds),
+ * the ghost, the S and M queues, retiring items to limbo and reclaiming them
+ * once readers are gone, and eviction (adaptive S3-FIFO). Every function here
+ * runs with the shard's lock held; shard.h describes the structures.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/shard.h"
+
+/* ----------------------------------------------------------------- index */
+
+struct index *shard_index_new(uint32_t n)
+{
+    struct index *x = calloc(1, sizeof *x + (size_t)n * sizeof(uint64_t));
+    if (x)
+        x->n = n;
+    return x;
+}
+
+/* Charge (or refund, with sign) memory to the shard and the engine. */
+void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items)
+{
+    sh->bytes += (uint64_t)bytes;
+    sh->items += (uint64_t)items;
+    if (bytes)
+        atomic_fetch_add_explicit(&e->bytes, (uint64_t)bytes, memory_order_relaxed);
+    if (items)
+        atomic_fetch_add_explicit(&e->items, (uint64_t)items, memory_order_relaxed);
+}
+
+/* Find the slot holding `id`, or -1. */
+static int64_t locked_slot_of(struct index *x, uint64_t h, uint32_t id)
+{
+    uint32_t pos = home(h, x->n);
+    for (uint32_t i = 0; i < x->n; i++) {
+        uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_relaxed);
+        if (s == 0)
+            return -1;
+        if ((uint32_t)s == id)
+            return pos;
+        if (++pos == x->n)
+            pos = 0;
+    }
+    return -1;
+}
+
+static void locked_index_clear(struct shard *sh, struct index *x, uint32_t pos)
+{
+    uint32_t next = pos + 1 == x->n ? 0 : pos + 1;
+    if (atomic_load_explicit(&x->slot[next], memory_order_relaxed) != 0) {
+        atomic_store_explicit(&x->slot[pos], TOMB, memory_order_release);
+        sh->tomb++;
+        return;
+    }
+    /* The next slot is empty: no probe continues past this one, so it and
+     * the tombstones right before it can become empty. */
+    atomic_store_explicit(&x->slot[pos], 0, memory_order_release);
+    uint32_t p = pos;
+    for (;;) {
+        p = p == 0 ? x->n - 1 : p - 1;
+        if (atomic_load_explicit(&x->slot[p], memory_order_relaxed) != TOMB)
+            break;
+        atomic_store_explicit(&x->slot[p], 0, memory_order_release);
+        sh->tomb--;
+    }
+}
+
+static void locked_retire_index(struct shard *sh, struct index *old)
+{
+    struct retired_index *r = malloc(sizeof *r);
+    if (r == NULL) {
+        /* Cannot defer: wait for readers to leave instead. */
+        uint64_t ep = ebr_retire_epoch();
+        while (!ebr_safe(ep))
+            ;
+        free(old);
+        return;
+    }
+    r->idx = old;
+    r->epoch = ebr_retire_epoch();
+    r->next = sh->old_idx;
+    sh->old_idx = r;
+}
+
+/* Rebuild the index at size n (dropping tombstones) and publish it. */
+static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
+{
+    struct index *old = atomic_load_explicit(&sh->idx, memory_order_relaxed);
+    struct index *x = shard_index_new(n);
+    if (x == NULL)
+        return -1;
+    for (uint32_t i = 0; i < old->n; i++) {
+        uint64_t s = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
+        uint32_t id = (uint32_t)s;
+        if (id == 0)
+            continue;
+        uint64_t h = item_hash(item_at(sh, id));
+        uint32_t pos = home(h, n);
+        while (atomic_load_explicit(&x->slot[pos], memory_order_relaxed) != 0)
+            if (++pos == n)
+                pos = 0;
+        atomic_store_explicit(&x->slot[pos], s, memory_order_relaxed);
+    }
+    atomic_store_explicit(&sh->idx, x, memory_order_release);
+    int64_t d = (int64_t)index_bytes(n) - (int64_t)index_bytes(old->n);
+    shard_locked_charge(e, sh, d, 0);
+    atomic_fetch_add(&e->meta, (uint64_t)d);
+    sh->tomb = 0;
+    locked_retire_index(sh, old);
+    return 0;
+}
+
+/* Keep (used + tombstones) <= 85% of the slots; grow by half when live
+ * entries pass 70%. */
+void shard_locked_index_room(engine *e, struct shard *sh)
+{
+    struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
+    uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
+    if (occ * 100 <= (uint64_t)x->n * 85)
+        return;
+    uint32_t n = x->n;
+    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 70)
+        n = n + n / 2 + 16;
+    (void)locked_rebuild(e, sh, n);
+}
+
+/* --------------------------------------------------------------- ghost */
+
+static inline uint32_t ghost_pos(struct shard *sh, uint64_t h)
+{
+    return (uint32_t)(((h >> 16) & 0xffffffffu) * sh->gn >> 32);
+}
+
+static inline uint16_t ghost_fp(uint64_t h, unsigned from_m)
+{
+    return (uint16_t)((((h >> 49) | 0x4000u) << 1) | from_m);
+}
+
+static void locked_ghost_add(struct shard *sh, uint64_t h, unsigned from_m)
+{
+    if (sh->gn == 0)
+        return;
+    uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
+    if (*g)
+        (*g & 1u) ? sh->g_m-- : sh->g_s--;
+    *g = ghost_fp(h, from_m);
+    from_m ? sh->g_m++ : sh->g_s++;
+}
+
+/* 0: not in the ghost; 1: left S; 2: left M. The entry is consumed. */
+int shard_locked_ghost_take(struct shard *sh, uint64_t h)
+{
+    if (sh->gn == 0)
+        return 0;
+    uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
+    if ((*g | 1u) != (ghost_fp(h, 0) | 1u))
+        return 0;
+    int r = (*g & 1u) ? 2 : 1;
+    r == 2 ? sh->g_m-- : sh->g_s--;
+    *g = 0;
+    return r;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+void shard_q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
+                   uint64_t charge)
+{
+    it->next = 0;
+    it->prev = q->tail;
+    if (q->tail)
+        item_at(sh, q->tail)->next = id;
+    else
+        q->head = id;
+    q->tail = id;
+    q->bytes += charge;
+    q->items++;
+}
+
+static void q_unlink(struct shard *sh, struct queue *q, struct item *it,
+                     uint64_t charge)
+{
+    if (it->prev)
+        item_at(sh, it->prev)->next = it->next;
+    else
+        q->head = it->next;
+    if (it->next)
+        item_at(sh, it->next)->prev = it->prev;
+    else
+        q->tail = it->prev;
+    it->prev = it->next = 0;
+    q->bytes -= charge;
+    q->items--;
+}
+
+/* Writer-side update of the state byte; a reader's concurrent frequency bump
+ * makes the CAS retry, so neither update is lost. */
+static void st_update(struct item *it, uint8_t clear, uint8_t set)
+{
+    uint8_t f = st_get(it);
+    while (!atomic_compare_exchange_weak_explicit(&it->freq, &f,
+                                                  (uint8_t)((f & ~clear) | set),
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+/* ---------------------------------------------------------- item lifecycle */
+
+void shard_item_free(engine *e, struct shard *sh, uint32_t id)
+{
+    struct item *it = item_at(sh, id);
+    if (it->flags & F_BLOB)
+        core_blob_release(item_blob(it));
+    if (it->ntags) {
+        tag_rec *recs[ENGINE_TAGS_MAX];
+        unsigned char *p = item_tags(it);
+        for (unsigned i = 0; i < it->ntags; i++)
+            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
+        tag_reg_release(e->tags, recs, it->ntags);
+    }
+    slab_free(&sh->slab, id);
+}
+
+/* Free what readers can no longer see. */
+void shard_locked_reclaim(engine *e, struct shard *sh)
+{
+    while (sh->limbo_head) {
+        uint32_t id = sh->limbo_head;
+        struct item *it = item_at(sh, id);
+        uint64_t cur = ebr_retire_epoch();
+        uint64_t ep = cur - (uint32_t)((uint32_t)cur - it->prev);
+        if (!ebr_safe(ep))
+            break;
+        sh->limbo_head = it->next;
+        if (sh->limbo_head == 0)
+            sh->limbo_tail = 0;
+        sh->limbo_n--;
+        shard_item_free(e, sh, id);
+    }
+    struct retired_index **pp = &sh->old_idx;
+    while (*pp) {
+        struct retired_index *r = *pp;
+        if (ebr_safe(r->epoch)) {
+            *pp = r->next;
+            free(r->idx);
+            free(r);
+        } else {
+            pp = &r->next;
+        }
+    }
+}
+
+/* Take item `id` (already out of the index) off its queue, refund it, and
+ * retire it: its tags stop counting it now, its memory is reused later. */
+void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *it)
+{
+    uint64_t charge = item_charge(sh, id, it);
+    q_unlink(sh, q_of(sh, it), it, charge);
+    st_update(it, FQ_LIVE, 0);
+    shard_locked_charge(e, sh, -(int64_t)charge, -1);
+    if (it->ntags) {
+        tag_rec *recs[ENGINE_TAGS_MAX];
+        unsigned char *p = item_tags(it);
+        for (unsigned i = 0; i < it->ntags; i++)
+            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
+        tag_reg_unlive(e->tags, recs, it->ntags);
+    }
+    /* The epoch goes in prev (low 32 bits), the limbo link in next. */
+    it->prev = (uint32_t)ebr_retire_epoch();
+    it->next = 0;
+    if (sh->limbo_tail)
+        item_at(sh, sh->limbo_tail)->next = id;
+    else
+        sh->limbo_head = id;
+    sh->limbo_tail = id;
+    sh->limbo_n++;
+}
+
+/* Unlink item `id` from the index (at `pos`, or found from `h`) and retire it. */
+void shard_locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
+                          uint64_t h, int64_t pos)
+{
+    struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
+    if (pos < 0)
+        pos = locked_slot_of(x, h, id);
+    if (pos >= 0)
+        locked_index_clear(sh, x, (uint32_t)pos);
+    sh->used--;
+    shard_locked_retire(e, sh, id, it);
+}
+
+bool shard_mark_expired_seen(struct item *it)
+{
+    uint8_t old = atomic_fetch_or_explicit(&it->freq, FQ_SEEN, memory_order_relaxed);
+    return !(old & FQ_SEEN);
+}
+
+/* Is the item dead (expired or invalidated by a tag)? Counts expiry once. */
+bool shard_locked_dead(engine *e, struct item *it, uint64_t now)
+{
+    if (item_expired(it, now)) {
+        if (shard_mark_expired_seen(it))
+            engine_count(e, ST_EXPIRED, 1);
+        return true;
+    }
+    return it->ntags && !item_tags_current(it);
+}
+
+/* -------------------------------------------------------------- eviction */
+
+static bool over_bounds(engine *e)
+{
+    if (atomic_load_explicit(&e->bytes, memory_order_relaxed) > e->max_memory)
+        return true;
+    return e->max_items &&
+           atomic_load_explicit(&e->items, memory_order_relaxed) > e->max_items;
+}
+
+/* A key that comes back from S's ghost says S was too small for it; one back
+ * from M's ghost says M was. As in ARC, each such hit moves S's share by one
+ * item, times the ratio of the other ghost's size to this one's. */
+void shard_adapt(struct shard *sh, int from)
+{
+    uint64_t titems = sh->s.items + sh->m.items;
+    uint64_t step = SHARE_ONE / (titems ? titems : 1);
+    if (from == 1 && sh->g_s && sh->g_m > sh->g_s)
+        step *= sh->g_m / sh->g_s;
+    if (from == 2 && sh->g_m && sh->g_s > sh->g_m)
+        step *= sh->g_s / sh->g_m;
+    if (step == 0)
+        step = 1;
+    if (step > SHARE_ONE)
+        step = SHARE_ONE;
+    if (from == 1)
+        sh->s_share = sh->s_share + step > S_SHARE_MAX ? S_SHARE_MAX
+                                                        : sh->s_share + (uint32_t)step;
+    else if (from == 2)
+        sh->s_share = sh->s_share < S_SHARE_MIN + step ? S_SHARE_MIN
+                                                        : sh->s_share - (uint32_t)step;
+}
+
+/* Evict one item from the shard. Returns false when the shard is empty. */
+static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
+{
+    for (;;) {
+        uint64_t total = sh->s.bytes + sh->m.bytes;
+        uint64_t titems = sh->s.items + sh->m.items;
+        if (titems == 0)
+            return false;
+        bool from_s;
+        if (e->max_items)
+            from_s = sh->s.items > 0 &&
+                     (sh->m.items == 0 || sh->s.items * SHARE_ONE > titems * sh->s_share);
+        else
+            from_s = sh->s.items > 0 &&
+                     (sh->m.items == 0 || sh->s.bytes * SHARE_ONE > total * sh->s_share);
+        struct queue *q = from_s ? &sh->s : &sh->m;
+        uint32_t id = q->head;
+        struct item *it = item_at(sh, id);
+        uint64_t h = item_hash(it);
+        if (shard_locked_dead(e, it, now)) {
+            shard_locked_remove(e, sh, id, it, h, -1);
+            return true;
+        }
+        uint8_t f = st_get(it);
+        uint64_t charge = item_charge(sh, id, it);
+        if (from_s) {
+            if ((f & FQ_MASK) >= PROMOTE_FREQ) {
+                q_unlink(sh, q, it, charge);
+                st_update(it, FQ_MASK, FQ_INM);
+                shard_q_push(sh, &sh->m, id, it, charge);
+                continue;
+            }
+            locked_ghost_add(sh, h, 0);
+        } else if (f & FQ_MASK) {
+            q_unlink(sh, q, it, charge);
+            /* Decrement whatever a concurrent hit made of it. */
+            uint8_t g = st_get(it);
+            while ((g & FQ_MASK) &&
+                   !atomic_compare_exchange_weak_explicit(&it->freq, &g, g - 1,
+                                                          memory_order_relaxed,
+                                                          memory_order_relaxed))
+                ;
+            shard_q_push(sh, q, id, it, charge);
+            continue;
+        } else {
+            locked_ghost_add(sh, h, 1);
+        }
+        shard_locked_remove(e, sh, id, it, h, -1);
+        engine_count(e, ST_EVICTIONS, 1);
+        return true;
+    }
+}
+
+void shard_locked_make_room(engine *e, struct shard *sh, uint64_t now)
+{
+    while (over_bounds(e) && locked_evict_one(e, sh, now))
+        ;
+    if (!over_bounds(e))
+        return;
+    /* This shard is empty and the engine is still over (a large value, or
+     * skew): take from the others, without waiting on their locks. */
+    for (unsigned i = 0; i < e->nshards && over_bounds(e); i++) {
+        struct shard *o = &e->shard[i];
+        if (o == sh || pthread_mutex_trylock(&o->lock) != 0)
+            continue;
+        while (over_bounds(e) && locked_evict_one(e, o, now))
+            ;
+        shard_locked_reclaim(e, o);
+        pthread_mutex_unlock(&o->lock);
+    }
+}
