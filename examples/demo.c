@@ -15,8 +15,7 @@ static int load_price(void *ud, const void *key, size_t klen, void **val, size_t
     int *calls = ud;
     (*calls)++;
     char *v = malloc(32);
-    if (v == NULL)
-        return -1;
+    if (v == NULL) return -1;
     int n = snprintf(v, 32, "price of %.*s = 42", (int)klen, (const char *)key);
     *val = v;
     *vlen = (size_t)n;

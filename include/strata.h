@@ -38,17 +38,17 @@ extern "C" {
 #define STRATA_VERSION "0.1.0"
 
 /* Return codes: X(name, value, message). One table gives names and messages. */
-#define STRATA_ERRNO_MAP(X)                                                      \
-    X(OK, 0, "ok")                                                               \
-    X(MISS, 1, "no live entry for this key")                                     \
-    X(LOADED, 2, "value computed by the loader")                                 \
-    X(EINVAL, -1, "invalid argument")                                            \
-    X(ENOMEM, -2, "out of memory")                                               \
-    X(E2BIG, -3, "value larger than the cache can hold")                         \
-    X(ENOTSUP, -4, "not supported by this build or backend")                     \
-    X(ETIMEDOUT, -5, "timed out")                                                \
-    X(EBACKEND, -6, "backend failure")                                           \
-    X(ELOADER, -7, "loader failed; nothing was cached")                          \
+#define STRATA_ERRNO_MAP(X)                                                            \
+    X(OK, 0, "ok")                                                                     \
+    X(MISS, 1, "no live entry for this key")                                           \
+    X(LOADED, 2, "value computed by the loader")                                       \
+    X(EINVAL, -1, "invalid argument")                                                  \
+    X(ENOMEM, -2, "out of memory")                                                     \
+    X(E2BIG, -3, "value larger than the cache can hold")                               \
+    X(ENOTSUP, -4, "not supported by this build or backend")                           \
+    X(ETIMEDOUT, -5, "timed out")                                                      \
+    X(EBACKEND, -6, "backend failure")                                                 \
+    X(ELOADER, -7, "loader failed; nothing was cached")                                \
     X(ECONFIG, -8, "bad configuration")
 
 enum strata_errno {
@@ -59,7 +59,8 @@ enum strata_errno {
 
 typedef struct strata strata;             /* a set of named caches */
 typedef struct strata_cache strata_cache; /* one named cache, borrowed from strata */
-typedef struct strata_value strata_value; /* immutable, owned by the caller until released */
+typedef struct strata_value
+    strata_value; /* immutable, owned by the caller until released */
 
 /* Options of a set. A NULL opts pointer means all defaults.
  *   ttl_ms  > 0: that TTL; 0: the cache's default TTL (none: no expiry);
@@ -95,13 +96,14 @@ STRATA_API const char *strata_cache_name(const strata_cache *c);
 /* Store a copy of `val` under `key` (binary, klen >= 1), replacing any entry.
  * Returns STRATA_OK, STRATA_EINVAL (NULL, empty or oversized key, bad tag),
  * STRATA_E2BIG (value larger than max_memory), STRATA_ENOMEM. */
-STRATA_API int strata_set(strata_cache *c, const void *key, size_t klen, const void *val,
-               size_t vlen, const strata_set_opts *opts);
+STRATA_API int strata_set(strata_cache *c, const void *key, size_t klen,
+                          const void *val, size_t vlen, const strata_set_opts *opts);
 
 /* Look up `key`. On STRATA_OK, *out holds a reference the caller must pass to
  * strata_value_release(); on STRATA_MISS (absent, expired or invalidated) *out
  * is NULL. Negative on error (*out NULL). */
-STRATA_API int strata_get(strata_cache *c, const void *key, size_t klen, strata_value **out);
+STRATA_API int strata_get(strata_cache *c, const void *key, size_t klen,
+                          strata_value **out);
 
 /* Remove `key`. Returns STRATA_OK if an entry was removed, STRATA_MISS if
  * there was none, or a negative error. */
@@ -134,19 +136,19 @@ typedef int (*strata_loader)(void *ud, const void *key, size_t klen, void **val,
  * store it is returned once). `opts` gives the defaults the loader may
  * override. */
 STRATA_API int strata_get_or_set(strata_cache *c, const void *key, size_t klen,
-                      strata_loader load, void *ud, const strata_set_opts *opts,
-                      strata_value **out);
+                                 strata_loader load, void *ud,
+                                 const strata_set_opts *opts, strata_value **out);
 
 /* get_or_set whose key is formatted printf-style from `keyfmt` (the
  * function's name and arguments). The format is the caller's: make it
  * unambiguous ("price:%zu:%s", lengths first). */
 STRATA_API int strata_memoize(strata_cache *c, strata_loader load, void *ud,
-                   const strata_set_opts *opts, strata_value **out,
-                   const char *keyfmt, ...)
+                              const strata_set_opts *opts, strata_value **out,
+                              const char *keyfmt, ...)
     __attribute__((format(printf, 6, 7)));
 STRATA_API int strata_vmemoize(strata_cache *c, strata_loader load, void *ud,
-                    const strata_set_opts *opts, strata_value **out,
-                    const char *keyfmt, va_list ap);
+                               const strata_set_opts *opts, strata_value **out,
+                               const char *keyfmt, va_list ap);
 
 /* Remove every entry whose key matches the glob (Redis MATCH grammar,
  * byte-level: `*`, `?`, `[abc]`, `[a-z]`, `[^a]`/`[!a]`, `\` escapes).
@@ -159,7 +161,8 @@ STRATA_API long strata_invalidate_pattern(strata_cache *c, const char *glob);
  * is not exact: it is the number of stored entries carrying the tag (with
  * several tags, the largest such number, so no entry counts twice).
  * Returns that count, or STRATA_EINVAL (NULL, bad tag). */
-STRATA_API long strata_invalidate_tags(strata_cache *c, const char *const *tags, size_t ntags);
+STRATA_API long strata_invalidate_tags(strata_cache *c, const char *const *tags,
+                                       size_t ntags);
 
 /* Remove every entry of the cache. Returns STRATA_OK. */
 STRATA_API int strata_clear(strata_cache *c);

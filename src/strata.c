@@ -86,8 +86,7 @@ static void *sweeper_main(void *arg)
             ts.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&s->cond, &s->lock, &ts);
-        if (s->stopping)
-            break;
+        if (s->stopping) break;
         /* Sweeping under s->lock keeps strata_set_clock from changing the
          * clock in the middle of a pass. */
         for (size_t i = 0; i < s->n; i++)
@@ -105,8 +104,7 @@ static char *fmt(const char *f, ...)
     va_list ap;
     char *out = NULL;
     va_start(ap, f);
-    if (vasprintf(&out, f, ap) < 0)
-        out = NULL;
+    if (vasprintf(&out, f, ap) < 0) out = NULL;
     va_end(ap);
     return out;
 }
@@ -115,8 +113,7 @@ strata *strata_open(const char *config_path, char **errmsg)
 {
     struct config_caches cc = {0};
     char *err = NULL;
-    if (errmsg)
-        *errmsg = NULL;
+    if (errmsg) *errmsg = NULL;
     int rc = config_path ? config_load_caches(config_path, &cc, &err)
                          : config_caches_defaults(&cc);
     if (rc != 0) {
@@ -131,8 +128,7 @@ strata *strata_open(const char *config_path, char **errmsg)
     if (s == NULL || (s->caches = calloc(cc.n ? cc.n : 1, sizeof *s->caches)) == NULL) {
         free(s);
         config_caches_fini(&cc);
-        if (errmsg)
-            *errmsg = strdup("out of memory");
+        if (errmsg) *errmsg = strdup("out of memory");
         return NULL;
     }
     s->magic = STRATA_MAGIC;
@@ -154,11 +150,11 @@ strata *strata_open(const char *config_path, char **errmsg)
             if (errmsg) {
                 const char *where = cc.path ? cc.path : "(defaults)";
                 if (e == STRATA_ENOTSUP)
-                    *errmsg = fmt("%s:%u: cache '%s': backend %s is not available in "
-                                  "this build (only memory is)",
-                                  where, c->line, c->name,
-                                  c->backend == CONFIG_BACKEND_REDIS ? "redis"
-                                                                     : "tiered");
+                    *errmsg =
+                        fmt("%s:%u: cache '%s': backend %s is not available in "
+                            "this build (only memory is)",
+                            where, c->line, c->name,
+                            c->backend == CONFIG_BACKEND_REDIS ? "redis" : "tiered");
                 else
                     *errmsg = fmt("%s:%u: cache '%s': %s", where, c->line, c->name,
                                   strata_strerror(e ? e : STRATA_ENOMEM));
@@ -171,15 +167,13 @@ strata *strata_open(const char *config_path, char **errmsg)
         s->n = i + 1;
     }
     config_caches_fini(&cc);
-    if (pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0)
-        s->sweeper_on = true;
+    if (pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0) s->sweeper_on = true;
     return s;
 }
 
 void strata_close(strata *s)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     if (s->sweeper_on) {
         pthread_mutex_lock(&s->lock);
         s->stopping = true;
@@ -188,8 +182,7 @@ void strata_close(strata *s)
         pthread_join(s->sweeper, NULL);
     }
     for (size_t i = 0; i < s->n; i++) {
-        if (s->caches[i].b)
-            s->caches[i].ops->close(s->caches[i].b);
+        if (s->caches[i].b) s->caches[i].ops->close(s->caches[i].b);
         free(s->caches[i].name);
     }
     free(s->caches);
@@ -201,11 +194,9 @@ void strata_close(strata *s)
 
 strata_cache *strata_cache_get(strata *s, const char *name)
 {
-    if (s == NULL || name == NULL)
-        return NULL;
+    if (s == NULL || name == NULL) return NULL;
     for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->caches[i].name, name) == 0)
-            return &s->caches[i];
+        if (strcmp(s->caches[i].name, name) == 0) return &s->caches[i];
     return NULL;
 }
 
@@ -216,8 +207,7 @@ const char *strata_cache_name(const strata_cache *c)
 
 void strata_set_clock(strata *s, strata_clock_fn fn, void *ud)
 {
-    if (s == NULL)
-        return;
+    if (s == NULL) return;
     pthread_mutex_lock(&s->lock);
     s->clock.fn = fn;
     s->clock.ud = ud;
@@ -231,35 +221,28 @@ void strata_set_clock(strata *s, strata_clock_fn fn, void *ud)
 int strata_set(strata_cache *c, const void *key, size_t klen, const void *val,
                size_t vlen, const strata_set_opts *opts)
 {
-    if (c == NULL)
-        return STRATA_EINVAL;
+    if (c == NULL) return STRATA_EINVAL;
     return c->ops->set(c->b, key, klen, val, vlen, opts);
 }
 
 int strata_get(strata_cache *c, const void *key, size_t klen, strata_value **out)
 {
-    if (out)
-        *out = NULL;
-    if (c == NULL || out == NULL)
-        return STRATA_EINVAL;
+    if (out) *out = NULL;
+    if (c == NULL || out == NULL) return STRATA_EINVAL;
     return c->ops->get(c->b, key, klen, out);
 }
 
 int strata_delete(strata_cache *c, const void *key, size_t klen)
 {
-    if (c == NULL)
-        return STRATA_EINVAL;
+    if (c == NULL) return STRATA_EINVAL;
     return c->ops->del(c->b, key, klen);
 }
 
-int strata_get_or_set(strata_cache *c, const void *key, size_t klen,
-                      strata_loader load, void *ud, const strata_set_opts *opts,
-                      strata_value **out)
+int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_loader load,
+                      void *ud, const strata_set_opts *opts, strata_value **out)
 {
-    if (out)
-        *out = NULL;
-    if (c == NULL || out == NULL || load == NULL)
-        return STRATA_EINVAL;
+    if (out) *out = NULL;
+    if (c == NULL || out == NULL || load == NULL) return STRATA_EINVAL;
     return c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
 }
 
@@ -267,8 +250,7 @@ int strata_vmemoize(strata_cache *c, strata_loader load, void *ud,
                     const strata_set_opts *opts, strata_value **out, const char *keyfmt,
                     va_list ap)
 {
-    if (out)
-        *out = NULL;
+    if (out) *out = NULL;
     if (c == NULL || keyfmt == NULL || out == NULL || load == NULL)
         return STRATA_EINVAL;
     char buf[256];
@@ -276,18 +258,15 @@ int strata_vmemoize(strata_cache *c, strata_loader load, void *ud,
     va_copy(ap2, ap);
     int n = vsnprintf(buf, sizeof buf, keyfmt, ap2);
     va_end(ap2);
-    if (n <= 0)
-        return STRATA_EINVAL;
+    if (n <= 0) return STRATA_EINVAL;
     char *key = buf;
     if ((size_t)n >= sizeof buf) {
         key = malloc((size_t)n + 1);
-        if (key == NULL)
-            return STRATA_ENOMEM;
+        if (key == NULL) return STRATA_ENOMEM;
         vsnprintf(key, (size_t)n + 1, keyfmt, ap);
     }
     int r = strata_get_or_set(c, key, (size_t)n, load, ud, opts, out);
-    if (key != buf)
-        free(key);
+    if (key != buf) free(key);
     return r;
 }
 
@@ -304,32 +283,27 @@ int strata_memoize(strata_cache *c, strata_loader load, void *ud,
 
 long strata_invalidate_pattern(strata_cache *c, const char *glob)
 {
-    if (c == NULL || glob == NULL)
-        return STRATA_EINVAL;
+    if (c == NULL || glob == NULL) return STRATA_EINVAL;
     return c->ops->invalidate_pattern(c->b, glob);
 }
 
 long strata_invalidate_tags(strata_cache *c, const char *const *tags, size_t ntags)
 {
-    if (c == NULL || (tags == NULL && ntags))
-        return STRATA_EINVAL;
+    if (c == NULL || (tags == NULL && ntags)) return STRATA_EINVAL;
     return c->ops->invalidate_tags(c->b, tags, ntags);
 }
 
 int strata_clear(strata_cache *c)
 {
-    if (c == NULL)
-        return STRATA_EINVAL;
+    if (c == NULL) return STRATA_EINVAL;
     return c->ops->clear(c->b);
 }
 
 void strata_cache_stats(strata_cache *c, strata_stats *out)
 {
-    if (out == NULL)
-        return;
+    if (out == NULL) return;
     memset(out, 0, sizeof *out);
-    if (c)
-        c->ops->stats(c->b, out);
+    if (c) c->ops->stats(c->b, out);
 }
 
 /* For tests: run one sweep step on every cache now. */
@@ -343,7 +317,6 @@ long strata_sweep_now(strata *s)
 
 long strata_flight_waiters(strata_cache *c, const void *key, size_t klen)
 {
-    if (c == NULL || c->ops != &backend_memory_ops)
-        return -1;
+    if (c == NULL || c->ops != &backend_memory_ops) return -1;
     return engine_flight_waiters(c->b, key, klen);
 }

@@ -54,8 +54,7 @@ static const struct ref refs[] = {
 static uint64_t *load_trace(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
+    if (f == NULL) return NULL;
     ZSTD_DStream *ds = ZSTD_createDStream();
     size_t cap = 1 << 20, len = 0;
     uint64_t *ids = malloc(cap * sizeof *ids);
@@ -121,10 +120,11 @@ static double replay(const uint64_t *ids, size_t n, size_t cap)
 {
     char path[] = "/tmp/strata-trace-XXXXXX";
     int fd = mkstemp(path);
-    if (fd < 0)
-        return -1;
-    dprintf(fd, "caches:\n  trace:\n    max_items: %zu\n    max_memory: 1GB\n"
-                "    ttl: never\n", cap);
+    if (fd < 0) return -1;
+    dprintf(fd,
+            "caches:\n  trace:\n    max_items: %zu\n    max_memory: 1GB\n"
+            "    ttl: never\n",
+            cap);
     close(fd);
     char *err = NULL;
     strata *s = strata_open(path, &err);
@@ -181,17 +181,14 @@ int main(int argc, char **argv)
             }
             d = distinct(ids, n);
         }
-        if (ids == NULL)
-            continue;
+        if (ids == NULL) continue;
         size_t cap = (size_t)((double)d * x->pct / 100.0);
         double best = x->lru;
         double refv[] = {x->arc, x->tinylfu, x->sieve, x->s3fifo};
         for (int i = 0; i < 4; i++)
-            if (refv[i] < best)
-                best = refv[i];
+            if (refv[i] < best) best = refv[i];
         double target = best + 0.005;
-        if (x->strict && x->s3fifo < target)
-            target = x->s3fifo;
+        if (x->strict && x->s3fifo < target) target = x->s3fifo;
         double mr = replay(ids, n, cap);
         int ok = mr >= 0 && mr <= target + 1e-9;
         fails += !ok;

@@ -46,16 +46,14 @@ static void usage(FILE *out)
 static const struct command *find(const char *name)
 {
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
     return NULL;
 }
 
 static int want_help(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-            return 1;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return 1;
     return 0;
 }
 
@@ -105,8 +103,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(argv[1], "--version"))
-        return cmd_version(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
     const struct command *c = find(argv[1]);
     if (c == NULL) {
         fprintf(stderr, "strata: unknown command '%s' (try strata --help)\n", argv[1]);

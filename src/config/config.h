@@ -16,33 +16,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum config_backend { CONFIG_BACKEND_MEMORY, CONFIG_BACKEND_REDIS, CONFIG_BACKEND_TIERED };
-enum config_codec { CONFIG_CODEC_NONE, CONFIG_CODEC_ZSTD, CONFIG_CODEC_LZ4, CONFIG_CODEC_ZLIB };
+enum config_backend {
+    CONFIG_BACKEND_MEMORY,
+    CONFIG_BACKEND_REDIS,
+    CONFIG_BACKEND_TIERED
+};
+enum config_codec {
+    CONFIG_CODEC_NONE,
+    CONFIG_CODEC_ZSTD,
+    CONFIG_CODEC_LZ4,
+    CONFIG_CODEC_ZLIB
+};
 
 /* One named cache. Durations in ms; sizes in bytes. */
 struct config_cache {
     char *name;
-    unsigned line;                  /* line of the cache's name in the file; 0 = built in */
-    enum config_backend backend;    /* default memory */
-    char *url;                      /* redis/tiered; NULL for memory */
-    int64_t ttl_ms;                 /* default TTL: > 0 that, 0 none (no expiry), < 0 never */
-    uint64_t max_memory;            /* bytes, > 0 */
-    uint64_t max_items;             /* 0 = unbounded */
-    enum config_codec compress;     /* default none */
-    int compress_level;             /* 0 = the codec's default */
-    uint64_t compress_min_size;     /* default 1KB */
-    char *key_prefix;               /* default "strata" */
-    int64_t l1_ttl_ms;              /* default 5s */
-    uint64_t l1_max_memory;         /* default 64MB */
-    int64_t connect_timeout_ms;     /* default 200ms */
-    int64_t command_timeout_ms;     /* default 100ms */
-    int64_t loader_timeout_ms;      /* default 30s */
+    unsigned line; /* line of the cache's name in the file; 0 = built in */
+    enum config_backend backend; /* default memory */
+    char *url;                   /* redis/tiered; NULL for memory */
+    int64_t ttl_ms;      /* default TTL: > 0 that, 0 none (no expiry), < 0 never */
+    uint64_t max_memory; /* bytes, > 0 */
+    uint64_t max_items;  /* 0 = unbounded */
+    enum config_codec compress; /* default none */
+    int compress_level;         /* 0 = the codec's default */
+    uint64_t compress_min_size; /* default 1KB */
+    char *key_prefix;           /* default "strata" */
+    int64_t l1_ttl_ms;          /* default 5s */
+    uint64_t l1_max_memory;     /* default 64MB */
+    int64_t connect_timeout_ms; /* default 200ms */
+    int64_t command_timeout_ms; /* default 100ms */
+    int64_t loader_timeout_ms;  /* default 30s */
 };
 
 struct config_caches {
     struct config_cache *v;
     size_t n;
-    char *path;                     /* the file read, NULL for built-in defaults */
+    char *path; /* the file read, NULL for built-in defaults */
 };
 
 /* Fill `out` with the embedded defaults: default (ttl 5m, 256MB), session

@@ -16,7 +16,6 @@ uint64_t core_clock_real_ms(void)
 
 uint64_t core_clock_now(const core_clock *clk)
 {
-    if (clk && clk->fn)
-        return clk->fn(clk->ud);
+    if (clk && clk->fn) return clk->fn(clk->ud);
     return core_clock_real_ms();
 }

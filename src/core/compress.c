@@ -44,8 +44,7 @@ int core_compress(enum core_codec codec, int level, const void *src, size_t slen
                   void **dst, size_t *dlen)
 {
     size_t bound;
-    if (slen > UINT32_MAX || slen > (size_t)INT32_MAX)
-        return -1;
+    if (slen > UINT32_MAX || slen > (size_t)INT32_MAX) return -1;
     switch (codec) {
     case CORE_CODEC_ZSTD:
         bound = ZSTD_compressBound(slen);
@@ -60,26 +59,22 @@ int core_compress(enum core_codec codec, int level, const void *src, size_t slen
         return -1;
     }
     unsigned char *out = malloc(HDR + bound);
-    if (out == NULL)
-        return -1;
+    if (out == NULL) return -1;
     size_t n = 0;
     switch (codec) {
     case CORE_CODEC_ZSTD: {
         size_t r = ZSTD_compress(out + HDR, bound, src, slen,
                                  level ? level : ZSTD_CLEVEL_DEFAULT);
-        if (ZSTD_isError(r))
-            goto fail;
+        if (ZSTD_isError(r)) goto fail;
         n = r;
         break;
     }
     case CORE_CODEC_LZ4: {
-        int r = level >= LZ4HC_CLEVEL_MIN
-                    ? LZ4_compress_HC(src, (char *)out + HDR, (int)slen, (int)bound,
-                                      level)
-                    : LZ4_compress_default(src, (char *)out + HDR, (int)slen,
-                                           (int)bound);
-        if (r <= 0)
-            goto fail;
+        int r =
+            level >= LZ4HC_CLEVEL_MIN
+                ? LZ4_compress_HC(src, (char *)out + HDR, (int)slen, (int)bound, level)
+                : LZ4_compress_default(src, (char *)out + HDR, (int)slen, (int)bound);
+        if (r <= 0) goto fail;
         n = (size_t)r;
         break;
     }
@@ -94,8 +89,7 @@ int core_compress(enum core_codec codec, int level, const void *src, size_t slen
     default:
         goto fail;
     }
-    if (HDR + n >= slen)
-        goto fail; /* no gain: store it as it is */
+    if (HDR + n >= slen) goto fail; /* no gain: store it as it is */
     put32(out, (uint32_t)slen);
     *dst = out;
     *dlen = HDR + n;
@@ -109,8 +103,7 @@ int core_decompress(enum core_codec codec, const void *src, size_t slen, void *d
                     size_t dlen)
 {
     const unsigned char *in = src;
-    if (slen < HDR || get32(in) != dlen)
-        return -1;
+    if (slen < HDR || get32(in) != dlen) return -1;
     in += HDR;
     slen -= HDR;
     switch (codec) {

@@ -25,9 +25,9 @@
 
 #include "strata.h"
 
-#define ENGINE_KEY_MAX 65535u     /* keys are 1..65535 bytes */
-#define ENGINE_INLINE_MAX 512u    /* larger stored values go to a shared blob */
-#define ENGINE_TAGS_MAX 64u       /* per entry */
+#define ENGINE_KEY_MAX 65535u  /* keys are 1..65535 bytes */
+#define ENGINE_INLINE_MAX 512u /* larger stored values go to a shared blob */
+#define ENGINE_TAGS_MAX 64u    /* per entry */
 #define ENGINE_TAG_LEN_MAX 256u
 
 /* ---- clock ---- */
@@ -37,8 +37,8 @@ typedef struct core_clock {
     void *ud;
 } core_clock;
 
-uint64_t core_clock_now(const core_clock *clk);  /* ms */
-uint64_t core_clock_real_ms(void);               /* CLOCK_MONOTONIC, ms */
+uint64_t core_clock_now(const core_clock *clk); /* ms */
+uint64_t core_clock_real_ms(void);              /* CLOCK_MONOTONIC, ms */
 
 /* ---- epoch-based reclamation (ebr.c) ---- */
 
@@ -47,9 +47,9 @@ uint64_t core_clock_real_ms(void);               /* CLOCK_MONOTONIC, ms */
  * returned after they unlinked it; ebr_safe(e) says when it may be reused. */
 void ebr_enter(void);
 void ebr_exit(void);
-uint64_t ebr_retire_epoch(void);   /* call after unlinking; full fence inside */
-bool ebr_safe(uint64_t retired);   /* no reader can still see it */
-bool ebr_try_advance(void);        /* move the global epoch if every reader caught up */
+uint64_t ebr_retire_epoch(void); /* call after unlinking; full fence inside */
+bool ebr_safe(uint64_t retired); /* no reader can still see it */
+bool ebr_try_advance(void);      /* move the global epoch if every reader caught up */
 /* A small integer unique among live threads (reused after a thread exits). */
 unsigned ebr_thread_slot(void);
 
@@ -62,7 +62,12 @@ size_t core_glob_prefix(const char *pat, char *buf, size_t bufsz);
 
 /* ---- compression (compress.c) ---- */
 
-enum core_codec { CORE_CODEC_NONE = 0, CORE_CODEC_ZSTD, CORE_CODEC_LZ4, CORE_CODEC_ZLIB };
+enum core_codec {
+    CORE_CODEC_NONE = 0,
+    CORE_CODEC_ZSTD,
+    CORE_CODEC_LZ4,
+    CORE_CODEC_ZLIB
+};
 
 /* Compress `src` into a malloc'd buffer (*dst, *dlen) that records the
  * original length. Returns 0, or -1 when it failed or would not shrink. */
@@ -85,20 +90,20 @@ typedef struct core_blob {
     unsigned char tail[];
 } core_blob;
 
-core_blob *core_blob_new(const void *data, size_t len);  /* refs = 1 */
-core_blob *core_blob_take(void *mallocd, size_t len);     /* no copy when possible */
+core_blob *core_blob_new(const void *data, size_t len); /* refs = 1 */
+core_blob *core_blob_take(void *mallocd, size_t len);   /* no copy when possible */
 void core_blob_ref(core_blob *b);
 void core_blob_release(core_blob *b);
 
 struct strata_value {
     const unsigned char *data;
     size_t len;
-    core_blob *blob;   /* NULL: data points into `inline_buf` */
-    size_t cap;        /* capacity of inline_buf */
+    core_blob *blob; /* NULL: data points into `inline_buf` */
+    size_t cap;      /* capacity of inline_buf */
     unsigned char inline_buf[];
 };
 
-strata_value *core_value_copy(const void *data, size_t len);  /* copy-out */
+strata_value *core_value_copy(const void *data, size_t len); /* copy-out */
 strata_value *core_value_alloc(size_t len);  /* uninitialised inline buffer */
 strata_value *core_value_blob(core_blob *b); /* takes a new reference */
 
@@ -106,15 +111,15 @@ strata_value *core_value_blob(core_blob *b); /* takes a new reference */
 
 typedef struct engine_conf {
     const char *name;
-    int64_t ttl_ms;              /* default TTL; <= 0: none */
-    uint64_t max_memory;         /* bytes, > 0 */
-    uint64_t max_items;          /* 0: unbounded */
+    int64_t ttl_ms;      /* default TTL; <= 0: none */
+    uint64_t max_memory; /* bytes, > 0 */
+    uint64_t max_items;  /* 0: unbounded */
     enum core_codec codec;
     int level;
     uint64_t compress_min_size;
     int64_t loader_timeout_ms;
-    unsigned shards;             /* 0: chosen from the bounds */
-    const core_clock *clock;     /* borrowed; outlives the engine */
+    unsigned shards;         /* 0: chosen from the bounds */
+    const core_clock *clock; /* borrowed; outlives the engine */
 } engine_conf;
 
 typedef struct engine engine;
@@ -165,8 +170,15 @@ long engine_flight_waiters(engine *e, const void *key, size_t klen);
 
 /* Stats counters, striped per thread (engine.c). */
 enum engine_stat {
-    ST_HITS, ST_MISSES, ST_SETS, ST_DELETES, ST_EVICTIONS, ST_EXPIRED,
-    ST_INVALIDATED, ST_ERRORS, ST__COUNT
+    ST_HITS,
+    ST_MISSES,
+    ST_SETS,
+    ST_DELETES,
+    ST_EVICTIONS,
+    ST_EXPIRED,
+    ST_INVALIDATED,
+    ST_ERRORS,
+    ST__COUNT
 };
 void engine_count(engine *e, enum engine_stat st, uint64_t n);
 int64_t engine_loader_timeout_ms(const engine *e);

@@ -54,19 +54,16 @@ static void make_key(void)
 static struct ebr_rec *rec_get(void)
 {
     struct ebr_rec *r = my_rec;
-    if (__builtin_expect(r != NULL, 1))
-        return r;
+    if (__builtin_expect(r != NULL, 1)) return r;
     pthread_once(&rec_once, make_key);
     for (r = atomic_load_explicit(&records, memory_order_acquire); r; r = r->next) {
         int expect = 0;
-        if (atomic_compare_exchange_strong(&r->in_use, &expect, 1))
-            break;
+        if (atomic_compare_exchange_strong(&r->in_use, &expect, 1)) break;
     }
     if (r == NULL) {
         /* Never freed: concurrent scanners may read it at any time. */
         r = aligned_alloc(64, sizeof *r);
-        if (r == NULL)
-            abort(); /* a few bytes per thread; nothing sensible to do */
+        if (r == NULL) abort(); /* a few bytes per thread; nothing sensible to do */
         atomic_init(&r->state, 0);
         atomic_init(&r->in_use, 1);
         r->slot = atomic_fetch_add(&nrecords, 1);
@@ -85,8 +82,7 @@ static struct ebr_rec *rec_get(void)
 void ebr_enter(void)
 {
     struct ebr_rec *r = rec_get();
-    if (r->depth++ > 0)
-        return;
+    if (r->depth++ > 0) return;
     uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
     /* The exchange is the StoreLoad fence: our announcement is visible
      * before we read any pointer the writers may retire. */
@@ -96,8 +92,7 @@ void ebr_enter(void)
 void ebr_exit(void)
 {
     struct ebr_rec *r = my_rec;
-    if (--r->depth > 0)
-        return;
+    if (--r->depth > 0) return;
     atomic_store_explicit(&r->state, 0, memory_order_release);
 }
 
@@ -114,8 +109,7 @@ bool ebr_try_advance(void)
     for (struct ebr_rec *r = atomic_load_explicit(&records, memory_order_acquire); r;
          r = r->next) {
         uint64_t s = atomic_load_explicit(&r->state, memory_order_acquire);
-        if ((s & 1) && (s >> 1) != e)
-            return false;
+        if ((s & 1) && (s >> 1) != e) return false;
     }
     return atomic_compare_exchange_strong(&global_epoch, &e, e + 1);
 }
@@ -123,8 +117,7 @@ bool ebr_try_advance(void)
 bool ebr_safe(uint64_t retired)
 {
     uint64_t e = atomic_load_explicit(&global_epoch, memory_order_acquire);
-    if (e >= retired + 2)
-        return true;
+    if (e >= retired + 2) return true;
     ebr_try_advance();
     e = atomic_load_explicit(&global_epoch, memory_order_acquire);
     return e >= retired + 2;
@@ -134,4 +127,3 @@ unsigned ebr_thread_slot(void)
 {
     return rec_get()->slot;
 }
-

@@ -78,8 +78,7 @@ int64_t engine_loader_timeout_ms(const engine *e)
 
 static unsigned pick_shards(const engine_conf *c)
 {
-    if (c->shards)
-        return c->shards;
+    if (c->shards) return c->shards;
     uint64_t cap = c->max_items ? c->max_items : c->max_memory / 256;
     unsigned n = 1;
     while (n < MAX_SHARDS && (uint64_t)n * 2 * 4096 <= cap)
@@ -89,14 +88,11 @@ static unsigned pick_shards(const engine_conf *c)
 
 engine *engine_new(const engine_conf *c)
 {
-    if (c == NULL || c->max_memory == 0)
-        return NULL;
+    if (c == NULL || c->max_memory == 0) return NULL;
     unsigned ns = pick_shards(c);
-    if (ns == 0 || (ns & (ns - 1)) || ns > MAX_SHARDS)
-        return NULL;
+    if (ns == 0 || (ns & (ns - 1)) || ns > MAX_SHARDS) return NULL;
     engine *e = aligned_alloc(64, (sizeof *e + ns * sizeof(struct shard) + 63) & ~63ul);
-    if (e == NULL)
-        return NULL;
+    if (e == NULL) return NULL;
     memset(e, 0, sizeof *e + ns * sizeof(struct shard));
     e->magic = ENGINE_MAGIC;
     e->nshards = ns;
@@ -112,31 +108,26 @@ engine *engine_new(const engine_conf *c)
     e->name = strdup(c->name ? c->name : "");
     e->tags = tag_reg_new();
     e->flights = flights_new();
-    if (e->name == NULL || e->tags == NULL || e->flights == NULL)
-        goto fail;
+    if (e->name == NULL || e->tags == NULL || e->flights == NULL) goto fail;
     /* Size each shard's index for its share of max_items (5% slack for
      * imbalance) at 80% load, so a count-bounded cache never resizes. */
-    uint64_t per = e->max_items ? (e->max_items + ns - 1) / ns : c->max_memory / ns / 512;
-    if (!e->max_items)
-        per = per < 16 ? 16 : per > 1024 ? 1024 : per;
+    uint64_t per =
+        e->max_items ? (e->max_items + ns - 1) / ns : c->max_memory / ns / 512;
+    if (!e->max_items) per = per < 16 ? 16 : per > 1024 ? 1024 : per;
     per += per / 20 + 8;
     uint64_t n = per * 5 / 4 + 16;
-    if (n > UINT32_MAX / 2)
-        n = UINT32_MAX / 2;
+    if (n > UINT32_MAX / 2) n = UINT32_MAX / 2;
     for (unsigned i = 0; i < ns; i++) {
         struct shard *sh = &e->shard[i];
         pthread_mutex_init(&sh->lock, NULL);
         sh->s_share = S_SHARE_INIT;
-        if (slab_init(&sh->slab) != 0)
-            goto fail;
+        if (slab_init(&sh->slab) != 0) goto fail;
         struct index *x = shard_index_new((uint32_t)n);
-        if (x == NULL)
-            goto fail;
+        if (x == NULL) goto fail;
         atomic_store(&sh->idx, x);
         sh->gn = (uint32_t)(n / 2) | 1; /* ~0.65 x capacity, 2 bytes each */
         sh->ghost = calloc(sh->gn, sizeof *sh->ghost);
-        if (sh->ghost == NULL)
-            goto fail;
+        if (sh->ghost == NULL) goto fail;
         uint64_t meta = index_bytes((uint32_t)n) + ghost_bytes(sh->gn);
         shard_locked_charge(e, sh, (int64_t)meta, 0);
         atomic_fetch_add(&e->meta, meta);
@@ -149,12 +140,10 @@ fail:
 
 void engine_free(engine *e)
 {
-    if (e == NULL)
-        return;
+    if (e == NULL) return;
     for (unsigned i = 0; i < e->nshards; i++) {
         struct shard *sh = &e->shard[i];
-        if (sh->slab.pages == NULL)
-            continue;
+        if (sh->slab.pages == NULL) continue;
         /* Live items, then limbo: release what they hold. */
         for (struct queue *q = &sh->s; q; q = q == &sh->s ? &sh->m : NULL) {
             uint32_t id = q->head;
@@ -203,15 +192,13 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
     uint32_t fp = (uint32_t)(h >> 32);
     for (uint32_t i = 0; i < x->n; i++) {
         uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_acquire);
-        if (s == 0)
-            break;
+        if (s == 0) break;
         uint32_t id = (uint32_t)s;
         if (id && (uint32_t)(s >> 32) == fp) {
             struct item *it = item_at(sh, id);
             if (it->klen == klen && memcmp(it->data, key, klen) == 0) {
                 if (item_expired(it, now)) {
-                    if (shard_mark_expired_seen(it))
-                        engine_count(e, ST_EXPIRED, 1);
+                    if (shard_mark_expired_seen(it)) engine_count(e, ST_EXPIRED, 1);
                     r = F_DEAD;
                     *dead_id = id;
                     break;
@@ -227,8 +214,7 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
                                                           memory_order_relaxed,
                                                           memory_order_relaxed);
                 r = F_HIT;
-                if (out == NULL)
-                    break;
+                if (out == NULL) break;
                 unsigned codec = (it->flags & F_CODEC) >> 2;
                 const unsigned char *src;
                 size_t slen;
@@ -236,8 +222,7 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
                     core_blob *b = item_blob(it);
                     if (codec == CORE_CODEC_NONE) {
                         *out = core_value_blob(b);
-                        if (*out == NULL)
-                            *err = STRATA_ENOMEM;
+                        if (*out == NULL) *err = STRATA_ENOMEM;
                         break;
                     }
                     src = b->data;
@@ -259,13 +244,11 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
                         break;
                     }
                 }
-                if (*out == NULL && *err == 0)
-                    *err = STRATA_ENOMEM;
+                if (*out == NULL && *err == 0) *err = STRATA_ENOMEM;
                 break;
             }
         }
-        if (++pos == x->n)
-            pos = 0;
+        if (++pos == x->n) pos = 0;
     }
     ebr_exit();
     return r;
@@ -279,8 +262,7 @@ static uint32_t locked_find(struct shard *sh, uint64_t h, const void *key, size_
     uint32_t pos = home(h, x->n), fp = (uint32_t)(h >> 32);
     for (uint32_t i = 0; i < x->n; i++) {
         uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_relaxed);
-        if (s == 0)
-            break;
+        if (s == 0) break;
         if (s != TOMB && (uint32_t)(s >> 32) == fp) {
             struct item *it = item_at(sh, (uint32_t)s);
             if (it->klen == klen && memcmp(it->data, key, klen) == 0) {
@@ -288,12 +270,10 @@ static uint32_t locked_find(struct shard *sh, uint64_t h, const void *key, size_
                 return (uint32_t)s;
             }
         }
-        if (++pos == x->n)
-            pos = 0;
+        if (++pos == x->n) pos = 0;
     }
     return 0;
 }
-
 
 /* Remove the dead entry a reader found for `key`, if it is still dead. */
 static void drop_dead(engine *e, struct shard *sh, uint64_t h, const void *key,
@@ -319,24 +299,19 @@ static bool key_ok(const void *key, size_t klen)
 int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
                   bool count)
 {
-    if (out)
-        *out = NULL;
-    if (e == NULL || !key_ok(key, klen) || out == NULL)
-        return STRATA_EINVAL;
+    if (out) *out = NULL;
+    if (e == NULL || !key_ok(key, klen) || out == NULL) return STRATA_EINVAL;
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);
     int err = 0;
     uint32_t dead = 0;
     enum found f = lookup(e, sh, h, key, klen, enow(e), out, &err, &dead);
     if (err) {
-        if (count)
-            engine_count(e, ST_ERRORS, 1);
+        if (count) engine_count(e, ST_ERRORS, 1);
         return err;
     }
-    if (f == F_DEAD)
-        drop_dead(e, sh, h, key, klen);
-    if (count)
-        engine_count(e, f == F_HIT ? ST_HITS : ST_MISSES, 1);
+    if (f == F_DEAD) drop_dead(e, sh, h, key, klen);
+    if (count) engine_count(e, f == F_HIT ? ST_HITS : ST_MISSES, 1);
     return f == F_HIT ? STRATA_OK : STRATA_MISS;
 }
 
@@ -349,23 +324,18 @@ int engine_get(engine *e, const void *key, size_t klen, strata_value **out)
 
 bool engine_valid_tags(const strata_set_opts *o)
 {
-    if (o == NULL || o->ntags == 0)
-        return true;
-    if (o->tags == NULL || o->ntags > ENGINE_TAGS_MAX)
-        return false;
+    if (o == NULL || o->ntags == 0) return true;
+    if (o->tags == NULL || o->ntags > ENGINE_TAGS_MAX) return false;
     for (size_t i = 0; i < o->ntags; i++)
-        if (!tag_name_valid(o->tags[i]))
-            return false;
+        if (!tag_name_valid(o->tags[i])) return false;
     return true;
 }
 
 static uint64_t expiry(engine *e, const strata_set_opts *o, uint64_t now)
 {
     int64_t ttl = o ? o->ttl_ms : 0;
-    if (ttl == 0)
-        ttl = e->ttl_ms;
-    if (ttl <= 0)
-        return EXP_NEVER;
+    if (ttl == 0) ttl = e->ttl_ms;
+    if (ttl <= 0) return EXP_NEVER;
     uint64_t x = now + (uint64_t)ttl;
     /* Beyond 40 bits of ms (34 years from the cache's start) is never. */
     return x >= EXP_NEVER || x < now ? EXP_NEVER : x;
@@ -431,11 +401,10 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         size_t j = 0;
         while (j < ntags && strcmp(uniq[j], o->tags[i]) != 0)
             j++;
-        if (j == ntags)
-            uniq[ntags++] = o->tags[i];
+        if (j == ntags) uniq[ntags++] = o->tags[i];
     }
-    size_t isize = sizeof(struct item) + klen + (use_blob ? sizeof(core_blob *) : slen) +
-                   ntags * 16;
+    size_t isize = sizeof(struct item) + klen +
+                   (use_blob ? sizeof(core_blob *) : slen) + ntags * 16;
     uint32_t ssize = slab_size_for((uint32_t)(isize > UINT32_MAX ? 0 : isize));
     uint64_t charge = ssize + (use_blob ? sizeof(core_blob) + blob->len : 0);
     /* What the index and ghost take is not available to values. */
@@ -495,13 +464,11 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     for (uint32_t i = 0; i < xi->n; i++) {
         uint64_t s = atomic_load_explicit(&xi->slot[pos], memory_order_relaxed);
         if (s == 0) {
-            if (free_pos < 0)
-                free_pos = pos;
+            if (free_pos < 0) free_pos = pos;
             break;
         }
         if (s == TOMB) {
-            if (free_pos < 0)
-                free_pos = pos;
+            if (free_pos < 0) free_pos = pos;
         } else if ((uint32_t)(s >> 32) == fp) {
             struct item *o2 = item_at(sh, (uint32_t)s);
             if (o2->klen == klen && memcmp(o2->data, key, klen) == 0) {
@@ -510,8 +477,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
                 break;
             }
         }
-        if (++pos == xi->n)
-            pos = 0;
+        if (++pos == xi->n) pos = 0;
     }
     uint64_t slot = (uint64_t)fp << 32 | id;
     if (old) {
@@ -519,7 +485,8 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         struct item *oi = item_at(sh, old);
         uint8_t f = st_get(oi);
         uint8_t fq = f & FQ_MASK;
-        atomic_init(&it->freq, (uint8_t)(FQ_LIVE | (f & FQ_INM) | (fq < 3 ? fq + 1 : 3)));
+        atomic_init(&it->freq,
+                    (uint8_t)(FQ_LIVE | (f & FQ_INM) | (fq < 3 ? fq + 1 : 3)));
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
         shard_locked_retire(e, sh, old, oi);
     } else {
@@ -573,8 +540,7 @@ int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
 
 static int delete_key(engine *e, const void *key, size_t klen, bool count)
 {
-    if (e == NULL || !key_ok(key, klen))
-        return STRATA_EINVAL;
+    if (e == NULL || !key_ok(key, klen)) return STRATA_EINVAL;
     engine_flights_poison_key(e, key, klen);
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);
@@ -589,8 +555,7 @@ static int delete_key(engine *e, const void *key, size_t klen, bool count)
     }
     shard_locked_reclaim(e, sh);
     pthread_mutex_unlock(&sh->lock);
-    if (rc == STRATA_OK && count)
-        engine_count(e, ST_DELETES, 1);
+    if (rc == STRATA_OK && count) engine_count(e, ST_DELETES, 1);
     return rc;
 }
 
@@ -630,8 +595,7 @@ static long remove_where(engine *e, item_pred pred, void *ud)
                 if (pred(e, it, now, ud)) {
                     bool dead = shard_locked_dead(e, it, now);
                     shard_locked_remove(e, sh, id, it, item_hash(it), -1);
-                    if (!dead)
-                        n++;
+                    if (!dead) n++;
                 }
                 id = next;
             }
@@ -661,8 +625,7 @@ static bool match_all(engine *e, struct item *it, uint64_t now, void *ud)
 
 long engine_invalidate_pattern(engine *e, const char *glob)
 {
-    if (e == NULL || !core_glob_valid(glob))
-        return STRATA_EINVAL;
+    if (e == NULL || !core_glob_valid(glob)) return STRATA_EINVAL;
     engine_flights_poison_glob(e, glob);
     long n = remove_where(e, match_glob, (void *)glob);
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
@@ -671,19 +634,16 @@ long engine_invalidate_pattern(engine *e, const char *glob)
 
 long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags)
 {
-    if (e == NULL || (tags == NULL && ntags > 0))
-        return STRATA_EINVAL;
+    if (e == NULL || (tags == NULL && ntags > 0)) return STRATA_EINVAL;
     for (size_t i = 0; i < ntags; i++)
-        if (!tag_name_valid(tags[i]))
-            return STRATA_EINVAL;
+        if (!tag_name_valid(tags[i])) return STRATA_EINVAL;
     /* Each tag's count is exact (live entries carrying it); an entry carrying
      * several of the tags would be counted once per tag, so report the
      * largest count: a lower bound, as DESIGN asks of lazy removal. */
     long n = 0;
     for (size_t i = 0; i < ntags; i++) {
         long k = tag_reg_invalidate(e->tags, tags[i]);
-        if (k > n)
-            n = k;
+        if (k > n) n = k;
     }
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
     return n;
@@ -691,8 +651,7 @@ long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags)
 
 int engine_clear(engine *e)
 {
-    if (e == NULL)
-        return STRATA_EINVAL;
+    if (e == NULL) return STRATA_EINVAL;
     engine_flights_poison_all(e);
     long n = remove_where(e, match_all, NULL);
     engine_count(e, ST_INVALIDATED, (uint64_t)n);
@@ -720,8 +679,7 @@ long engine_sweep(engine *e, size_t budget)
                     n++;
                 }
             }
-            if (++pos == x->n)
-                pos = 0;
+            if (++pos == x->n) pos = 0;
         }
         sh->sweep_pos = pos;
         shard_locked_reclaim(e, sh);

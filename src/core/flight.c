@@ -22,8 +22,8 @@
  * poison (and for its tags' invalidation since the load started) and removes
  * what it stored if either happened. Whichever order the two run in, the
  * value does not survive the invalidation. The callers still get the value:
- * they asked before the invalidation. A loader that calls get_or_set on its own key would wait on
- * itself forever: that is refused with STRATA_EINVAL.
+ * they asked before the invalidation. A loader that calls get_or_set on its own key
+ * would wait on itself forever: that is refused with STRATA_EINVAL.
  *
  * Locking: one mutex per engine guards the table and every flight's fields.
  */
@@ -63,15 +63,13 @@ struct flights {
 struct flights *flights_new(void)
 {
     struct flights *f = calloc(1, sizeof *f);
-    if (f)
-        pthread_mutex_init(&f->lock, NULL);
+    if (f) pthread_mutex_init(&f->lock, NULL);
     return f;
 }
 
 void flights_free(struct flights *f)
 {
-    if (f == NULL)
-        return;
+    if (f == NULL) return;
     pthread_mutex_destroy(&f->lock);
     free(f);
 }
@@ -88,8 +86,7 @@ static struct flight **locked_find(struct flights *fs, uint64_t h, const void *k
 
 static void locked_unref(struct flight *f)
 {
-    if (--f->refs > 0)
-        return;
+    if (--f->refs > 0) return;
     core_blob_release(f->blob);
     pthread_cond_destroy(&f->cond);
     free(f);
@@ -133,14 +130,12 @@ static int locked_wait(engine *e, struct flights *fs, struct flight *f,
 int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader load,
                       void *ud, const strata_set_opts *opts, strata_value **out)
 {
-    if (out)
-        *out = NULL;
+    if (out) *out = NULL;
     if (e == NULL || load == NULL || out == NULL || key == NULL || klen == 0 ||
         klen > ENGINE_KEY_MAX)
         return STRATA_EINVAL;
     int r = engine_get(e, key, klen, out);
-    if (r != STRATA_MISS)
-        return r;
+    if (r != STRATA_MISS) return r;
 
     struct flights *fs = engine_flights(e);
     uint64_t h = XXH3_64bits(key, klen);
@@ -231,8 +226,7 @@ static void poison_where(engine *e, flight_pred pred, const void *ud)
     pthread_mutex_lock(&fs->lock);
     for (size_t i = 0; i < NBUCKETS; i++)
         for (struct flight *f = fs->b[i]; f; f = f->next)
-            if (pred(f, ud))
-                f->poisoned = true;
+            if (pred(f, ud)) f->poisoned = true;
     pthread_mutex_unlock(&fs->lock);
 }
 

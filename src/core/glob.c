@@ -26,14 +26,12 @@ static const char *set_match(const char *p, const char *end, unsigned char c,
     }
     while (p < end && *p != ']') {
         unsigned char lo, hi;
-        if (*p == '\\' && p + 1 < end)
-            p++;
+        if (*p == '\\' && p + 1 < end) p++;
         lo = (unsigned char)*p++;
         hi = lo;
         if (p + 1 < end && *p == '-' && p[1] != ']') {
             p++;
-            if (*p == '\\' && p + 1 < end)
-                p++;
+            if (*p == '\\' && p + 1 < end) p++;
             hi = (unsigned char)*p++;
             if (lo > hi) {
                 unsigned char t = lo;
@@ -41,38 +39,31 @@ static const char *set_match(const char *p, const char *end, unsigned char c,
                 hi = t;
             }
         }
-        if (c >= lo && c <= hi)
-            hit = true;
+        if (c >= lo && c <= hi) hit = true;
     }
-    if (p < end)
-        p++; /* the ']' */
+    if (p < end) p++; /* the ']' */
     *matched = hit != neg;
     return p;
 }
 
 bool core_glob_valid(const char *pat)
 {
-    if (pat == NULL)
-        return false;
+    if (pat == NULL) return false;
     for (const char *p = pat; *p; p++) {
         if (*p == '\\') {
-            if (p[1] == '\0')
-                return false;
+            if (p[1] == '\0') return false;
             p++;
         } else if (*p == '[') {
             p++;
-            if (*p == '^' || *p == '!')
-                p++;
+            if (*p == '^' || *p == '!') p++;
             while (*p && *p != ']') {
                 if (*p == '\\') {
-                    if (p[1] == '\0')
-                        return false;
+                    if (p[1] == '\0') return false;
                     p++;
                 }
                 p++;
             }
-            if (*p != ']')
-                return false;
+            if (*p != ']') return false;
         }
     }
     return true;
@@ -91,8 +82,7 @@ bool core_glob_match(const char *pat, size_t plen, const void *str, size_t slen)
             case '*':
                 while (p < pend && *p == '*')
                     p++;
-                if (p == pend)
-                    return true;
+                if (p == pend) return true;
                 star_p = p;
                 star_s = s;
                 continue;
@@ -127,8 +117,7 @@ bool core_glob_match(const char *pat, size_t plen, const void *str, size_t slen)
             }
         }
         /* Mismatch: let the last star eat one more byte, or fail. */
-        if (star_p == NULL)
-            return false;
+        if (star_p == NULL) return false;
         p = star_p;
         s = ++star_s;
     }
@@ -141,18 +130,14 @@ size_t core_glob_prefix(const char *pat, char *buf, size_t bufsz)
 {
     size_t n = 0;
     for (const char *p = pat; *p; p++) {
-        if (*p == '*' || *p == '?' || *p == '[')
-            break;
+        if (*p == '*' || *p == '?' || *p == '[') break;
         if (*p == '\\') {
-            if (!p[1])
-                break;
+            if (!p[1]) break;
             p++;
         }
-        if (n + 1 < bufsz)
-            buf[n] = *p;
+        if (n + 1 < bufsz) buf[n] = *p;
         n++;
     }
-    if (bufsz)
-        buf[n < bufsz ? n : bufsz - 1] = '\0';
+    if (bufsz) buf[n < bufsz ? n : bufsz - 1] = '\0';
     return n;
 }

@@ -15,8 +15,7 @@
 struct index *shard_index_new(uint32_t n)
 {
     struct index *x = calloc(1, sizeof *x + (size_t)n * sizeof(uint64_t));
-    if (x)
-        x->n = n;
+    if (x) x->n = n;
     return x;
 }
 
@@ -37,12 +36,9 @@ static int64_t locked_slot_of(struct index *x, uint64_t h, uint32_t id)
     uint32_t pos = home(h, x->n);
     for (uint32_t i = 0; i < x->n; i++) {
         uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_relaxed);
-        if (s == 0)
-            return -1;
-        if ((uint32_t)s == id)
-            return pos;
-        if (++pos == x->n)
-            pos = 0;
+        if (s == 0) return -1;
+        if ((uint32_t)s == id) return pos;
+        if (++pos == x->n) pos = 0;
     }
     return -1;
 }
@@ -61,8 +57,7 @@ static void locked_index_clear(struct shard *sh, struct index *x, uint32_t pos)
     uint32_t p = pos;
     for (;;) {
         p = p == 0 ? x->n - 1 : p - 1;
-        if (atomic_load_explicit(&x->slot[p], memory_order_relaxed) != TOMB)
-            break;
+        if (atomic_load_explicit(&x->slot[p], memory_order_relaxed) != TOMB) break;
         atomic_store_explicit(&x->slot[p], 0, memory_order_release);
         sh->tomb--;
     }
@@ -90,18 +85,15 @@ static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
 {
     struct index *old = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     struct index *x = shard_index_new(n);
-    if (x == NULL)
-        return -1;
+    if (x == NULL) return -1;
     for (uint32_t i = 0; i < old->n; i++) {
         uint64_t s = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
         uint32_t id = (uint32_t)s;
-        if (id == 0)
-            continue;
+        if (id == 0) continue;
         uint64_t h = item_hash(item_at(sh, id));
         uint32_t pos = home(h, n);
         while (atomic_load_explicit(&x->slot[pos], memory_order_relaxed) != 0)
-            if (++pos == n)
-                pos = 0;
+            if (++pos == n) pos = 0;
         atomic_store_explicit(&x->slot[pos], s, memory_order_relaxed);
     }
     atomic_store_explicit(&sh->idx, x, memory_order_release);
@@ -119,11 +111,9 @@ void shard_locked_index_room(engine *e, struct shard *sh)
 {
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
-    if (occ * 100 <= (uint64_t)x->n * 85)
-        return;
+    if (occ * 100 <= (uint64_t)x->n * 85) return;
     uint32_t n = x->n;
-    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 70)
-        n = n + n / 2 + 16;
+    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 70) n = n + n / 2 + 16;
     (void)locked_rebuild(e, sh, n);
 }
 
@@ -141,11 +131,9 @@ static inline uint16_t ghost_fp(uint64_t h, unsigned from_m)
 
 static void locked_ghost_add(struct shard *sh, uint64_t h, unsigned from_m)
 {
-    if (sh->gn == 0)
-        return;
+    if (sh->gn == 0) return;
     uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
-    if (*g)
-        (*g & 1u) ? sh->g_m-- : sh->g_s--;
+    if (*g) (*g & 1u) ? sh->g_m-- : sh->g_s--;
     *g = ghost_fp(h, from_m);
     from_m ? sh->g_m++ : sh->g_s++;
 }
@@ -153,11 +141,9 @@ static void locked_ghost_add(struct shard *sh, uint64_t h, unsigned from_m)
 /* 0: not in the ghost; 1: left S; 2: left M. The entry is consumed. */
 int shard_locked_ghost_take(struct shard *sh, uint64_t h)
 {
-    if (sh->gn == 0)
-        return 0;
+    if (sh->gn == 0) return 0;
     uint16_t *g = &sh->ghost[ghost_pos(sh, h)];
-    if ((*g | 1u) != (ghost_fp(h, 0) | 1u))
-        return 0;
+    if ((*g | 1u) != (ghost_fp(h, 0) | 1u)) return 0;
     int r = (*g & 1u) ? 2 : 1;
     r == 2 ? sh->g_m-- : sh->g_s--;
     *g = 0;
@@ -167,7 +153,7 @@ int shard_locked_ghost_take(struct shard *sh, uint64_t h)
 /* ---------------------------------------------------------------- queues */
 
 void shard_q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
-                   uint64_t charge)
+                  uint64_t charge)
 {
     it->next = 0;
     it->prev = q->tail;
@@ -201,10 +187,9 @@ static void q_unlink(struct shard *sh, struct queue *q, struct item *it,
 static void st_update(struct item *it, uint8_t clear, uint8_t set)
 {
     uint8_t f = st_get(it);
-    while (!atomic_compare_exchange_weak_explicit(&it->freq, &f,
-                                                  (uint8_t)((f & ~clear) | set),
-                                                  memory_order_relaxed,
-                                                  memory_order_relaxed))
+    while (!atomic_compare_exchange_weak_explicit(
+        &it->freq, &f, (uint8_t)((f & ~clear) | set), memory_order_relaxed,
+        memory_order_relaxed))
         ;
 }
 
@@ -213,8 +198,7 @@ static void st_update(struct item *it, uint8_t clear, uint8_t set)
 void shard_item_free(engine *e, struct shard *sh, uint32_t id)
 {
     struct item *it = item_at(sh, id);
-    if (it->flags & F_BLOB)
-        core_blob_release(item_blob(it));
+    if (it->flags & F_BLOB) core_blob_release(item_blob(it));
     if (it->ntags) {
         tag_rec *recs[ENGINE_TAGS_MAX];
         unsigned char *p = item_tags(it);
@@ -233,11 +217,9 @@ void shard_locked_reclaim(engine *e, struct shard *sh)
         struct item *it = item_at(sh, id);
         uint64_t cur = ebr_retire_epoch();
         uint64_t ep = cur - (uint32_t)((uint32_t)cur - it->prev);
-        if (!ebr_safe(ep))
-            break;
+        if (!ebr_safe(ep)) break;
         sh->limbo_head = it->next;
-        if (sh->limbo_head == 0)
-            sh->limbo_tail = 0;
+        if (sh->limbo_head == 0) sh->limbo_tail = 0;
         sh->limbo_n--;
         shard_item_free(e, sh, id);
     }
@@ -282,13 +264,11 @@ void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *
 
 /* Unlink item `id` from the index (at `pos`, or found from `h`) and retire it. */
 void shard_locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
-                          uint64_t h, int64_t pos)
+                         uint64_t h, int64_t pos)
 {
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
-    if (pos < 0)
-        pos = locked_slot_of(x, h, id);
-    if (pos >= 0)
-        locked_index_clear(sh, x, (uint32_t)pos);
+    if (pos < 0) pos = locked_slot_of(x, h, id);
+    if (pos >= 0) locked_index_clear(sh, x, (uint32_t)pos);
     sh->used--;
     shard_locked_retire(e, sh, id, it);
 }
@@ -303,8 +283,7 @@ bool shard_mark_expired_seen(struct item *it)
 bool shard_locked_dead(engine *e, struct item *it, uint64_t now)
 {
     if (item_expired(it, now)) {
-        if (shard_mark_expired_seen(it))
-            engine_count(e, ST_EXPIRED, 1);
+        if (shard_mark_expired_seen(it)) engine_count(e, ST_EXPIRED, 1);
         return true;
     }
     return it->ntags && !item_tags_current(it);
@@ -327,20 +306,16 @@ void shard_adapt(struct shard *sh, int from)
 {
     uint64_t titems = sh->s.items + sh->m.items;
     uint64_t step = SHARE_ONE / (titems ? titems : 1);
-    if (from == 1 && sh->g_s && sh->g_m > sh->g_s)
-        step *= sh->g_m / sh->g_s;
-    if (from == 2 && sh->g_m && sh->g_s > sh->g_m)
-        step *= sh->g_s / sh->g_m;
-    if (step == 0)
-        step = 1;
-    if (step > SHARE_ONE)
-        step = SHARE_ONE;
+    if (from == 1 && sh->g_s && sh->g_m > sh->g_s) step *= sh->g_m / sh->g_s;
+    if (from == 2 && sh->g_m && sh->g_s > sh->g_m) step *= sh->g_s / sh->g_m;
+    if (step == 0) step = 1;
+    if (step > SHARE_ONE) step = SHARE_ONE;
     if (from == 1)
         sh->s_share = sh->s_share + step > S_SHARE_MAX ? S_SHARE_MAX
-                                                        : sh->s_share + (uint32_t)step;
+                                                       : sh->s_share + (uint32_t)step;
     else if (from == 2)
         sh->s_share = sh->s_share < S_SHARE_MIN + step ? S_SHARE_MIN
-                                                        : sh->s_share - (uint32_t)step;
+                                                       : sh->s_share - (uint32_t)step;
 }
 
 /* Evict one item from the shard. Returns false when the shard is empty. */
@@ -349,15 +324,14 @@ static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
     for (;;) {
         uint64_t total = sh->s.bytes + sh->m.bytes;
         uint64_t titems = sh->s.items + sh->m.items;
-        if (titems == 0)
-            return false;
+        if (titems == 0) return false;
         bool from_s;
         if (e->max_items)
-            from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.items * SHARE_ONE > titems * sh->s_share);
+            from_s = sh->s.items > 0 && (sh->m.items == 0 || sh->s.items * SHARE_ONE >
+                                                                 titems * sh->s_share);
         else
-            from_s = sh->s.items > 0 &&
-                     (sh->m.items == 0 || sh->s.bytes * SHARE_ONE > total * sh->s_share);
+            from_s = sh->s.items > 0 && (sh->m.items == 0 ||
+                                         sh->s.bytes * SHARE_ONE > total * sh->s_share);
         struct queue *q = from_s ? &sh->s : &sh->m;
         uint32_t id = q->head;
         struct item *it = item_at(sh, id);
@@ -380,10 +354,9 @@ static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
             q_unlink(sh, q, it, charge);
             /* Decrement whatever a concurrent hit made of it. */
             uint8_t g = st_get(it);
-            while ((g & FQ_MASK) &&
-                   !atomic_compare_exchange_weak_explicit(&it->freq, &g, g - 1,
-                                                          memory_order_relaxed,
-                                                          memory_order_relaxed))
+            while ((g & FQ_MASK) && !atomic_compare_exchange_weak_explicit(
+                                        &it->freq, &g, g - 1, memory_order_relaxed,
+                                        memory_order_relaxed))
                 ;
             shard_q_push(sh, q, id, it, charge);
             continue;
@@ -400,14 +373,12 @@ void shard_locked_make_room(engine *e, struct shard *sh, uint64_t now)
 {
     while (over_bounds(e) && locked_evict_one(e, sh, now))
         ;
-    if (!over_bounds(e))
-        return;
+    if (!over_bounds(e)) return;
     /* This shard is empty and the engine is still over (a large value, or
      * skew): take from the others, without waiting on their locks. */
     for (unsigned i = 0; i < e->nshards && over_bounds(e); i++) {
         struct shard *o = &e->shard[i];
-        if (o == sh || pthread_mutex_trylock(&o->lock) != 0)
-            continue;
+        if (o == sh || pthread_mutex_trylock(&o->lock) != 0) continue;
         while (over_bounds(e) && locked_evict_one(e, o, now))
             ;
         shard_locked_reclaim(e, o);

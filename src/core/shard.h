@@ -59,19 +59,19 @@
 
 /* item flags: written before the item is published, then immutable */
 #define F_BLOB 0x01u
-#define F_CODEC 0x0cu   /* codec << 2 */
+#define F_CODEC 0x0cu /* codec << 2 */
 /* the atomic state byte: readers bump the frequency (CAS), writers the rest */
-#define FQ_MASK 0x03u   /* 2-bit access frequency */
-#define FQ_INM 0x04u    /* in M (else S) */
-#define FQ_LIVE 0x08u   /* linked in the index and a queue */
-#define FQ_SEEN 0x80u   /* expiry already counted */
+#define FQ_MASK 0x03u /* 2-bit access frequency */
+#define FQ_INM 0x04u  /* in M (else S) */
+#define FQ_LIVE 0x08u /* linked in the index and a queue */
+#define FQ_SEEN 0x80u /* expiry already counted */
 
 /* Policy parameters: one set for every workload (trace-replay measures them). */
 #define SHARE_ONE 65536u
-#define S_SHARE_INIT 6554  /* of SHARE_ONE: S starts at 10% */
-#define S_SHARE_MIN 655    /* 1% */
-#define S_SHARE_MAX 58982  /* 90% */
-#define PROMOTE_FREQ 2     /* leaving S with freq >= this: to M */
+#define S_SHARE_INIT 6554 /* of SHARE_ONE: S starts at 10% */
+#define S_SHARE_MIN 655   /* 1% */
+#define S_SHARE_MAX 58982 /* 90% */
+#define PROMOTE_FREQ 2    /* leaving S with freq >= this: to M */
 
 struct item {
     uint32_t prev, next;
@@ -109,14 +109,14 @@ struct shard {
     uint32_t used, tomb;
     slab slab;
     struct queue s, m;
-    uint32_t s_share;     /* S's share of the shard, of SHARE_ONE */
+    uint32_t s_share; /* S's share of the shard, of SHARE_ONE */
     uint16_t *ghost;
     uint32_t gn;
-    uint32_t g_s, g_m;    /* ghost entries that left S / M */
+    uint32_t g_s, g_m; /* ghost entries that left S / M */
     uint32_t limbo_head, limbo_tail, limbo_n;
     struct retired_index *old_idx;
     uint32_t sweep_pos;
-    uint64_t bytes;       /* charged to this shard */
+    uint64_t bytes; /* charged to this shard */
     uint64_t items;
 } __attribute__((aligned(64)));
 
@@ -135,11 +135,11 @@ struct engine {
     uint64_t compress_min;
     int64_t loader_timeout_ms;
     const core_clock *clock;
-    uint64_t base;              /* clock reading that item expiry is relative to */
+    uint64_t base; /* clock reading that item expiry is relative to */
     char *name;
     tag_reg *tags;
     _Atomic uint64_t bytes, items;
-    _Atomic uint64_t meta;      /* of bytes: index arrays and ghosts */
+    _Atomic uint64_t meta; /* of bytes: index arrays and ghosts */
     struct flights *flights;
     struct stripe stripes[STRIPES + 1]; /* the last one is shared */
     struct shard shard[];
@@ -150,8 +150,6 @@ struct flights *flights_new(void);
 void flights_free(struct flights *f);
 
 /* ---------------------------------------------------------------- helpers */
-
-
 
 static inline uint64_t hash_key(const void *k, size_t n)
 {
@@ -203,8 +201,7 @@ static inline bool item_tags_current(struct item *it)
         uint64_t v;
         memcpy(&t, p, sizeof t);
         memcpy(&v, p + 8, sizeof v);
-        if (!tag_rec_current(t, v))
-            return false;
+        if (!tag_rec_current(t, v)) return false;
     }
     return true;
 }
@@ -218,11 +215,9 @@ static inline bool item_expired(const struct item *it, uint64_t now)
 static inline uint64_t item_charge(struct shard *sh, uint32_t id, struct item *it)
 {
     uint64_t c = slab_slot_size(&sh->slab, id);
-    if (it->flags & F_BLOB)
-        c += sizeof(core_blob) + item_blob(it)->len;
+    if (it->flags & F_BLOB) c += sizeof(core_blob) + item_blob(it)->len;
     return c;
 }
-
 
 static inline size_t index_bytes(uint32_t n)
 {
@@ -256,12 +251,12 @@ void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t ite
 void shard_locked_index_room(engine *e, struct shard *sh);
 int shard_locked_ghost_take(struct shard *sh, uint64_t h);
 void shard_q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
-                   uint64_t charge);
+                  uint64_t charge);
 void shard_item_free(engine *e, struct shard *sh, uint32_t id);
 void shard_locked_reclaim(engine *e, struct shard *sh);
 void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *it);
 void shard_locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
-                          uint64_t h, int64_t pos);
+                         uint64_t h, int64_t pos);
 bool shard_mark_expired_seen(struct item *it);
 bool shard_locked_dead(engine *e, struct item *it, uint64_t now);
 void shard_adapt(struct shard *sh, int from);

@@ -21,8 +21,7 @@ static unsigned nclasses;
 
 static void init_classes(void)
 {
-    if (nclasses)
-        return;
+    if (nclasses) return;
     unsigned n = 0;
     uint32_t sz;
     for (sz = 24; sz <= 256; sz += 4)
@@ -33,15 +32,13 @@ static void init_classes(void)
         sz = (sz + sz / 8 + 15) & ~15u;
         class_sizes[n++] = sz < SLAB_MAX_SIZE ? sz : SLAB_MAX_SIZE;
     }
-    if (class_sizes[n - 1] < SLAB_MAX_SIZE)
-        class_sizes[n++] = SLAB_MAX_SIZE;
+    if (class_sizes[n - 1] < SLAB_MAX_SIZE) class_sizes[n++] = SLAB_MAX_SIZE;
     nclasses = n;
 }
 
 static int class_for(uint32_t size)
 {
-    if (size <= 256)
-        return size <= 24 ? 0 : (int)((size - 24 + 3) / 4);
+    if (size <= 256) return size <= 24 ? 0 : (int)((size - 24 + 3) / 4);
     unsigned lo = 0, hi = nclasses;
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
@@ -74,8 +71,7 @@ int slab_init(slab *s)
 
 void slab_fini(slab *s)
 {
-    if (s->pages == NULL)
-        return;
+    if (s->pages == NULL) return;
     for (uint32_t i = 1; i <= s->npages; i++)
         munmap(s->pages[i].base, SLAB_PAGE_SIZE);
     munmap(s->pages, SLAB_MAX_PAGES * sizeof *s->pages);
@@ -92,8 +88,7 @@ uint32_t slab_size_for(uint32_t size)
 uint32_t slab_alloc(slab *s, uint32_t size)
 {
     int c = class_for(size);
-    if (c < 0)
-        return 0;
+    if (c < 0) return 0;
     struct slab_class *k = &s->cls[c];
     if (k->free_head) {
         uint32_t id = k->free_head;
@@ -101,12 +96,10 @@ uint32_t slab_alloc(slab *s, uint32_t size)
         return id;
     }
     if (k->page == 0 || k->carved == SLAB_PAGE_SIZE / k->size) {
-        if (s->npages + 1 >= SLAB_MAX_PAGES)
-            return 0;
+        if (s->npages + 1 >= SLAB_MAX_PAGES) return 0;
         void *base = mmap(NULL, SLAB_PAGE_SIZE, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (base == MAP_FAILED)
-            return 0;
+        if (base == MAP_FAILED) return 0;
         uint32_t p = ++s->npages;
         s->pages[p].base = base;
         s->pages[p].size = k->size;

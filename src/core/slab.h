@@ -33,7 +33,7 @@ typedef struct slab {
     struct slab_page *pages; /* SLAB_MAX_PAGES entries, lazily touched */
     uint32_t npages;         /* pages[1..npages] are in use; 0 is reserved */
     struct slab_class cls[SLAB_NCLASSES];
-    uint64_t mapped;         /* bytes of pages mapped */
+    uint64_t mapped; /* bytes of pages mapped */
 } slab;
 
 int slab_init(slab *s);

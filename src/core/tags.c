@@ -25,9 +25,9 @@
 
 struct tag_rec {
     _Atomic uint64_t version;
-    uint64_t refs;     /* entries holding the record (live or awaiting reuse) */
-    uint64_t live;     /* entries still stored */
-    uint64_t inval;    /* version given by the last invalidation, 0 = none */
+    uint64_t refs;  /* entries holding the record (live or awaiting reuse) */
+    uint64_t live;  /* entries still stored */
+    uint64_t inval; /* version given by the last invalidation, 0 = none */
     struct tag_rec *next;
     uint64_t hash;
     size_t len;
@@ -68,8 +68,7 @@ static uint64_t next_version(void)
 tag_reg *tag_reg_new(void)
 {
     tag_reg *r = calloc(1, sizeof *r);
-    if (r == NULL)
-        return NULL;
+    if (r == NULL) return NULL;
     r->nb = 64;
     r->b = calloc(r->nb, sizeof *r->b);
     if (r->b == NULL) {
@@ -82,8 +81,7 @@ tag_reg *tag_reg_new(void)
 
 void tag_reg_free(tag_reg *r)
 {
-    if (r == NULL)
-        return;
+    if (r == NULL) return;
     for (size_t i = 0; i < r->nb; i++) {
         struct tag_rec *t = r->b[i], *n;
         for (; t; t = n) {
@@ -110,8 +108,7 @@ static void locked_grow(tag_reg *r)
 {
     size_t nb = r->nb * 2;
     struct tag_rec **b = calloc(nb, sizeof *b);
-    if (b == NULL)
-        return; /* keep the longer chains */
+    if (b == NULL) return; /* keep the longer chains */
     for (size_t i = 0; i < r->nb; i++) {
         struct tag_rec *t = r->b[i], *n;
         for (; t; t = n) {
@@ -151,8 +148,7 @@ int tag_reg_acquire(tag_reg *r, const char *const *names, size_t n, tag_rec **re
             t->len = len;
             memcpy(t->name, names[i], len);
             *pp = t;
-            if (++r->n > r->nb)
-                locked_grow(r);
+            if (++r->n > r->nb) locked_grow(r);
         }
         t->refs++;
         t->live++;
@@ -173,16 +169,13 @@ void tag_reg_unlive(tag_reg *r, tag_rec *const *recs, size_t n)
 
 void tag_reg_release(tag_reg *r, tag_rec *const *recs, size_t n)
 {
-    if (n == 0)
-        return;
+    if (n == 0) return;
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < n; i++) {
         struct tag_rec *t = recs[i];
-        if (--t->refs > 0)
-            continue;
+        if (--t->refs > 0) continue;
         struct tag_rec **pp = locked_find(r, t->name, t->len, t->hash);
-        if (*pp == t)
-            *pp = t->next;
+        if (*pp == t) *pp = t->next;
         r->n--;
         free(t);
     }
@@ -203,8 +196,7 @@ long tag_reg_invalidate(tag_reg *r, const char *name)
         n = (long)t->live;
     }
     unsigned i = r->recent_pos++ % RECENT;
-    if (r->recent[i].seq > r->forgotten)
-        r->forgotten = r->recent[i].seq;
+    if (r->recent[i].seq > r->forgotten) r->forgotten = r->recent[i].seq;
     r->recent[i].hash = h;
     r->recent[i].seq = v;
     pthread_mutex_unlock(&r->lock);
@@ -243,14 +235,12 @@ bool tag_rec_current(const tag_rec *t, uint64_t version)
 
 bool tag_name_valid(const char *name)
 {
-    if (name == NULL)
-        return false;
+    if (name == NULL) return false;
     size_t len = 0;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++, len++) {
         if (*p <= 0x20 || *p >= 0x7f || *p == ',' || *p == '"' || *p == '\\')
             return false;
-        if (len >= 256)
-            return false;
+        if (len >= 256) return false;
     }
     return len >= 1;
 }

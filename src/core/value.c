@@ -47,8 +47,7 @@ static struct vcache *cache_get(void)
     if (c == NULL) {
         pthread_once(&cache_once, make_key);
         c = calloc(1, sizeof *c);
-        if (c == NULL)
-            return NULL;
+        if (c == NULL) return NULL;
         tls_cache = c;
         (void)pthread_setspecific(cache_key, c);
     }
@@ -64,14 +63,12 @@ strata_value *core_value_alloc(size_t len)
             v = c->v[--c->n];
         } else {
             v = malloc(sizeof *v + SMALL_CAP);
-            if (v == NULL)
-                return NULL;
+            if (v == NULL) return NULL;
             v->cap = SMALL_CAP;
         }
     } else {
         v = malloc(sizeof *v + len);
-        if (v == NULL)
-            return NULL;
+        if (v == NULL) return NULL;
         v->cap = len;
     }
     v->data = v->inline_buf;
@@ -83,16 +80,14 @@ strata_value *core_value_alloc(size_t len)
 strata_value *core_value_copy(const void *data, size_t len)
 {
     strata_value *v = core_value_alloc(len);
-    if (v && len)
-        memcpy(v->inline_buf, data, len);
+    if (v && len) memcpy(v->inline_buf, data, len);
     return v;
 }
 
 strata_value *core_value_blob(core_blob *b)
 {
     strata_value *v = malloc(sizeof *v);
-    if (v == NULL)
-        return NULL;
+    if (v == NULL) return NULL;
     core_blob_ref(b);
     v->blob = b;
     v->data = b->data;
@@ -113,8 +108,7 @@ size_t strata_value_len(const strata_value *v)
 
 void strata_value_release(strata_value *v)
 {
-    if (v == NULL)
-        return;
+    if (v == NULL) return;
     if (v->blob) {
         core_blob_release(v->blob);
         free(v);
@@ -133,14 +127,12 @@ void strata_value_release(strata_value *v)
 core_blob *core_blob_new(const void *data, size_t len)
 {
     core_blob *b = malloc(sizeof *b + len);
-    if (b == NULL)
-        return NULL;
+    if (b == NULL) return NULL;
     atomic_init(&b->refs, 1);
     b->magic = BLOB_MAGIC;
     b->len = len;
     b->data = b->tail;
-    if (len)
-        memcpy(b->data, data, len);
+    if (len) memcpy(b->data, data, len);
     return b;
 }
 
@@ -166,15 +158,13 @@ void core_blob_ref(core_blob *b)
 
 void core_blob_release(core_blob *b)
 {
-    if (b == NULL)
-        return;
+    if (b == NULL) return;
     if (b->magic != BLOB_MAGIC)
         abort(); /* a corrupted or double-freed blob: stop before worse */
     uint32_t old = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel);
     if (old == 1) {
         b->magic = 0;
-        if (b->data != b->tail)
-            free(b->data);
+        if (b->data != b->tail) free(b->data);
         free(b);
     } else if (old == 0) {
         abort();

@@ -62,8 +62,7 @@ static void expect_value(strata_cache *c, const void *key, size_t klen, const vo
     cr_assert_eq(rc, STRATA_OK, "get: %s", strata_errname(rc));
     cr_assert_not_null(v);
     cr_assert_eq(strata_value_len(v), vlen);
-    if (vlen)
-        cr_assert_eq(memcmp(strata_value_data(v), val, vlen), 0);
+    if (vlen) cr_assert_eq(memcmp(strata_value_data(v), val, vlen), 0);
     strata_value_release(v);
 }
 
@@ -97,12 +96,12 @@ static uint64_t fake_clock(void *ud)
 /* A loader that records its calls and answers "v:" + key. */
 struct ld {
     int calls;
-    int fail;              /* < 0: return this */
-    int64_t ttl;           /* != 0: set opts->ttl_ms */
-    char tagbuf[2][16];    /* tag strings live in ud */
+    int fail;           /* < 0: return this */
+    int64_t ttl;        /* != 0: set opts->ttl_ms */
+    char tagbuf[2][16]; /* tag strings live in ud */
     const char *tags[2];
-    size_t ntags;          /* > 0: set opts->tags */
-    int64_t seen_ttl;      /* opts->ttl_ms the loader was given */
+    size_t ntags;     /* > 0: set opts->tags */
+    int64_t seen_ttl; /* opts->ttl_ms the loader was given */
     size_t seen_ntags;
     char key[1024];
     size_t klen;
@@ -122,19 +121,17 @@ static int loader(void *ud, const void *key, size_t klen, void **val, size_t *vl
     memcpy(l->key, key, klen < sizeof l->key ? klen : sizeof l->key);
     if (l->reenter) {
         l->reenter_v = (strata_value *)0x1;
-        l->reenter_rc = strata_get_or_set(l->reenter, key, klen, loader, ud, NULL,
-                                          &l->reenter_v);
+        l->reenter_rc =
+            strata_get_or_set(l->reenter, key, klen, loader, ud, NULL, &l->reenter_v);
     }
-    if (l->fail < 0)
-        return l->fail;
+    if (l->fail < 0) return l->fail;
     char *v = malloc(klen + 2);
     cr_assert_not_null(v);
     memcpy(v, "v:", 2);
     memcpy(v + 2, key, klen);
     *val = v;
     *vlen = klen + 2;
-    if (l->ttl)
-        o->ttl_ms = l->ttl;
+    if (l->ttl) o->ttl_ms = l->ttl;
     if (l->ntags) {
         for (size_t i = 0; i < l->ntags; i++)
             l->tags[i] = l->tagbuf[i];
@@ -205,7 +202,7 @@ Test(api, binary_keys_with_nul_bytes_are_distinct)
     expect_value(c, k1, 3, v1, 3);
     expect_value(c, k2, 3, v2, 4);
     expect_value(c, k4, 1, "zero", 4);
-    expect_miss(c, k3, 1);           /* a prefix up to the NUL is another key */
+    expect_miss(c, k3, 1); /* a prefix up to the NUL is another key */
     expect_miss(c, "a\0b\0", 4);
     cr_assert_eq(strata_delete(c, k1, 3), STRATA_OK);
     expect_miss(c, k1, 3);
@@ -317,7 +314,8 @@ Test(api, value_handle_survives_strata_close)
     strata_value *a = get_ok(c, "small"), *b = get_ok(c, "large");
     struct ld l = {0};
     strata_value *g = NULL;
-    cr_assert_eq(strata_get_or_set(c, "loaded", 6, loader, &l, NULL, &g), STRATA_LOADED);
+    cr_assert_eq(strata_get_or_set(c, "loaded", 6, loader, &l, NULL, &g),
+                 STRATA_LOADED);
     strata_close(s);
     check_handle(a, hsizes[0], 1);
     check_handle(b, hsizes[1], 2);
@@ -331,13 +329,15 @@ Test(api, value_handle_survives_strata_close)
 Test(api, cache_get_finds_the_embedded_caches_and_null_for_unknown)
 {
     strata *s = open_defaults();
-    strata_cache *d = strata_cache_get(s, "default"), *se = strata_cache_get(s, "session"),
+    strata_cache *d = strata_cache_get(s, "default"),
+                 *se = strata_cache_get(s, "session"),
                  *st = strata_cache_get(s, "static");
     cr_assert_not_null(d);
     cr_assert_not_null(se);
     cr_assert_not_null(st);
     cr_assert(d != se && se != st && d != st);
-    cr_assert_eq(strata_cache_get(s, "default"), d, "the same name gives the same cache");
+    cr_assert_eq(strata_cache_get(s, "default"), d,
+                 "the same name gives the same cache");
     cr_assert_null(strata_cache_get(s, "nope"));
     cr_assert_null(strata_cache_get(s, "Default"));
     cr_assert_null(strata_cache_get(s, ""));
@@ -359,7 +359,8 @@ Test(api, cache_name_is_the_configured_name)
     s = open_yaml("caches:\n  pages: { ttl: 10m }\n  a.b-c_9: {}\n");
     cr_assert_str_eq(strata_cache_name(cache(s, "pages")), "pages");
     cr_assert_str_eq(strata_cache_name(cache(s, "a.b-c_9")), "a.b-c_9");
-    cr_assert_null(strata_cache_get(s, "default"), "a caches: section names every cache");
+    cr_assert_null(strata_cache_get(s, "default"),
+                   "a caches: section names every cache");
     strata_close(s);
 }
 
@@ -396,7 +397,8 @@ Test(api, strerror_and_errname_for_every_code)
         cr_assert_str_eq(strata_errname(want[i].code), want[i].name);
         cr_assert_str_eq(strata_strerror(want[i].code), want[i].msg);
     }
-    static const int unknown[] = {3, 4, 100, -9, -10, -1000, 2147483647, -2147483647 - 1};
+    static const int unknown[] = {3,   4,     100,        -9,
+                                  -10, -1000, 2147483647, -2147483647 - 1};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
         int u = unknown[i];
         cr_assert_str_eq(strata_errname(u), "STRATA_UNKNOWN", "code %d", u);
@@ -439,7 +441,8 @@ Test(api, get_or_set_loads_then_hits)
     strata_cache *c = cache(s, "default");
     struct ld l = {0};
     strata_value *v = (strata_value *)0x1;
-    cr_assert_eq(strata_get_or_set(c, "user:1", 6, loader, &l, NULL, &v), STRATA_LOADED);
+    cr_assert_eq(strata_get_or_set(c, "user:1", 6, loader, &l, NULL, &v),
+                 STRATA_LOADED);
     cr_assert_eq(l.calls, 1);
     cr_assert_eq(l.klen, 6);
     cr_assert_eq(memcmp(l.key, "user:1", 6), 0);
@@ -537,8 +540,8 @@ Test(api, get_or_set_opts_are_the_loaders_defaults)
     strata_value_release(v);
     cr_assert_eq(strata_invalidate_tags(c, tags, 1), 2);
     expect_miss(c, "a", 1);
-    cr_assert_eq(strata_get_or_set(c, "c", 1, loader, &l, &(strata_set_opts){.ttl_ms = 2000},
-                                   &v),
+    cr_assert_eq(strata_get_or_set(c, "c", 1, loader, &l,
+                                   &(strata_set_opts){.ttl_ms = 2000}, &v),
                  STRATA_LOADED);
     strata_value_release(v);
     atomic_store(&fake_now, 5000 + 1999);
@@ -566,8 +569,8 @@ Test(api, loader_reentering_its_own_key_gets_einval)
 }
 
 /* A loader that loads another key of the same cache: not re-entrance. */
-static int outer_loader(void *ud, const void *key, size_t klen, void **val, size_t *vlen,
-                        strata_set_opts *o)
+static int outer_loader(void *ud, const void *key, size_t klen, void **val,
+                        size_t *vlen, strata_set_opts *o)
 {
     (void)key;
     (void)klen;
@@ -576,8 +579,7 @@ static int outer_loader(void *ud, const void *key, size_t klen, void **val, size
     strata_value *inner = NULL;
     int rc = strata_get_or_set(l->reenter, "inner", 5, loader, l, NULL, &inner);
     l->reenter_rc = rc;
-    if (rc != STRATA_LOADED && rc != STRATA_OK)
-        return -1;
+    if (rc != STRATA_LOADED && rc != STRATA_OK) return -1;
     *vlen = strata_value_len(inner);
     *val = malloc(*vlen);
     memcpy(*val, strata_value_data(inner), *vlen);
@@ -649,17 +651,20 @@ Test(api, memoize_key_longer_than_256_bytes)
     cr_assert_eq(memcmp(l.key + 605, ":7", 2), 0);
     cr_assert_eq(strata_value_len(v), 2 + 607);
     strata_value_release(v);
-    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s:%d", arg, 7), STRATA_OK);
+    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s:%d", arg, 7),
+                 STRATA_OK);
     cr_assert_eq(l.calls, 1);
     strata_value_release(v);
     /* Exactly 256 and 255 bytes: the boundary of the on-stack buffer. */
     arg[250] = '\0';
-    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s", arg), STRATA_LOADED);
+    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s", arg),
+                 STRATA_LOADED);
     cr_assert_eq(l.klen, 255);
     strata_value_release(v);
     arg[250] = 'x';
     arg[251] = '\0';
-    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s", arg), STRATA_LOADED);
+    cr_assert_eq(strata_memoize(c, loader, &l, NULL, &v, "long:%s", arg),
+                 STRATA_LOADED);
     cr_assert_eq(l.klen, 256);
     cr_assert_eq(l.key[255], 'x');
     strata_value_release(v);

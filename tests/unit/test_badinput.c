@@ -76,8 +76,8 @@ static void open_fails_at(const char *yaml, unsigned line, const char *needle)
     cr_assert_null(s, "strata_open accepted:\n%s", yaml);
     cr_assert_not_null(err, "no message");
     cr_assert(asprintf(&prefix, "%s:%u: ", path, line) > 0);
-    cr_assert(strncmp(err, prefix, strlen(prefix)) == 0, "'%s' does not start with '%s'",
-              err, prefix);
+    cr_assert(strncmp(err, prefix, strlen(prefix)) == 0,
+              "'%s' does not start with '%s'", err, prefix);
     cr_assert(strstr(err, needle), "'%s' does not contain '%s'", err, needle);
     free(err);
     /* The message pointer may be NULL: the same failure, no message, no leak. */
@@ -106,10 +106,12 @@ Test(badinput, null_cache_is_einval_everywhere)
     cr_assert_null(v, "*out must be NULL on error");
     cr_assert_eq(strata_delete(NULL, "k", 1), STRATA_EINVAL);
     v = (strata_value *)0x1;
-    cr_assert_eq(strata_get_or_set(NULL, "k", 1, loader, NULL, NULL, &v), STRATA_EINVAL);
+    cr_assert_eq(strata_get_or_set(NULL, "k", 1, loader, NULL, NULL, &v),
+                 STRATA_EINVAL);
     cr_assert_null(v);
     v = (strata_value *)0x1;
-    cr_assert_eq(strata_memoize(NULL, loader, NULL, NULL, &v, "k:%d", 1), STRATA_EINVAL);
+    cr_assert_eq(strata_memoize(NULL, loader, NULL, NULL, &v, "k:%d", 1),
+                 STRATA_EINVAL);
     cr_assert_null(v);
     cr_assert_eq(strata_invalidate_pattern(NULL, "*"), STRATA_EINVAL);
     cr_assert_eq(strata_invalidate_tags(NULL, tags, 1), STRATA_EINVAL);
@@ -144,17 +146,18 @@ Test(badinput, null_key_empty_key_and_oversized_key)
     } bad[] = {{NULL, 1}, {NULL, 0}, {"k", 0}, {k, big}, {k, (size_t)-1}};
     loads = 0;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq(strata_set(c, bad[i].key, bad[i].klen, "v", 1, NULL), STRATA_EINVAL,
-                     "set #%zu", i);
+        cr_assert_eq(strata_set(c, bad[i].key, bad[i].klen, "v", 1, NULL),
+                     STRATA_EINVAL, "set #%zu", i);
         v = (strata_value *)0x1;
-        cr_assert_eq(strata_get(c, bad[i].key, bad[i].klen, &v), STRATA_EINVAL, "get #%zu",
-                     i);
+        cr_assert_eq(strata_get(c, bad[i].key, bad[i].klen, &v), STRATA_EINVAL,
+                     "get #%zu", i);
         cr_assert_null(v);
         cr_assert_eq(strata_delete(c, bad[i].key, bad[i].klen), STRATA_EINVAL,
                      "delete #%zu", i);
         v = (strata_value *)0x1;
-        cr_assert_eq(strata_get_or_set(c, bad[i].key, bad[i].klen, loader, NULL, NULL, &v),
-                     STRATA_EINVAL, "get_or_set #%zu", i);
+        cr_assert_eq(
+            strata_get_or_set(c, bad[i].key, bad[i].klen, loader, NULL, NULL, &v),
+            STRATA_EINVAL, "get_or_set #%zu", i);
         cr_assert_null(v);
     }
     cr_assert_eq(loads, 0);
@@ -203,7 +206,8 @@ Test(badinput, null_value_with_length_is_einval_and_stores_nothing)
     cr_assert_eq(strata_set(c, "k", 1, "old", 3, NULL), STRATA_OK);
     cr_assert_eq(strata_set(c, "k", 1, NULL, 1, NULL), STRATA_EINVAL);
     strata_value *v = NULL;
-    cr_assert_eq(strata_get(c, "k", 1, &v), STRATA_OK, "a refused set keeps the old value");
+    cr_assert_eq(strata_get(c, "k", 1, &v), STRATA_OK,
+                 "a refused set keeps the old value");
     cr_assert_eq(memcmp(strata_value_data(v), "old", 3), 0);
     strata_value_release(v);
     strata_close(s);
@@ -280,8 +284,8 @@ Test(badinput, bad_tags_are_einval)
     t257[257] = '\0';
     memset(t256, 'b', 256);
     t256[256] = '\0';
-    const char *bad[] = {"", "a b", "a,b", "a\"b", "a\\b", t257, "tab\there", "del\x7f",
-                         "nl\n", "\xc3\xa9t\xc3\xa9"};
+    const char *bad[] = {"",   "a b",       "a,b",     "a\"b", "a\\b",
+                         t257, "tab\there", "del\x7f", "nl\n", "\xc3\xa9t\xc3\xa9"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *tags[] = {"good", bad[i]};
         strata_set_opts o = {.tags = tags, .ntags = 2};
@@ -346,7 +350,8 @@ Test(badinput, bad_globs_are_einval_and_remove_nothing)
     strata_close(s);
 }
 
-/* ---- strata_open ------------------------------------------------------------------ */
+/* ---- strata_open ------------------------------------------------------------------
+ */
 
 Test(badinput, unknown_cache_name_is_null)
 {
@@ -365,7 +370,8 @@ Test(badinput, open_missing_file)
     char *err = NULL;
     cr_assert_null(strata_open(path, &err));
     cr_assert_not_null(err);
-    cr_assert(strncmp(err, path, strlen(path)) == 0, "'%s' does not name the file", err);
+    cr_assert(strncmp(err, path, strlen(path)) == 0, "'%s' does not name the file",
+              err);
     cr_assert(strstr(err, "No such file or directory"), "%s", err);
     free(err);
     cr_assert_null(strata_open(path, NULL));

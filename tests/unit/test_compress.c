@@ -25,17 +25,23 @@ static const char *const CONFIG =
     "  zstd:  { max_memory: 64MB, compress: zstd, compress_min_size: 16B }\n"
     "  lz4:   { max_memory: 64MB, compress: lz4, compress_min_size: 16B }\n"
     "  zlib:  { max_memory: 64MB, compress: zlib, compress_min_size: 16B }\n"
-    "  zstd1: { max_memory: 64MB, compress: zstd, compress_level: 1, compress_min_size: 16B }\n"
-    "  zstd19: { max_memory: 64MB, compress: zstd, compress_level: 19, compress_min_size: 16B }\n"
-    "  zstdfast: { max_memory: 64MB, compress: zstd, compress_level: -5, compress_min_size: 16B }\n"
-    "  lz4hc: { max_memory: 64MB, compress: lz4, compress_level: 12, compress_min_size: 16B }\n"
-    "  zlib1: { max_memory: 64MB, compress: zlib, compress_level: 1, compress_min_size: 16B }\n"
-    "  zlib9: { max_memory: 64MB, compress: zlib, compress_level: 9, compress_min_size: 16B }\n"
+    "  zstd1: { max_memory: 64MB, compress: zstd, compress_level: 1, "
+    "compress_min_size: 16B }\n"
+    "  zstd19: { max_memory: 64MB, compress: zstd, compress_level: 19, "
+    "compress_min_size: 16B }\n"
+    "  zstdfast: { max_memory: 64MB, compress: zstd, compress_level: -5, "
+    "compress_min_size: 16B }\n"
+    "  lz4hc: { max_memory: 64MB, compress: lz4, compress_level: 12, "
+    "compress_min_size: 16B }\n"
+    "  zlib1: { max_memory: 64MB, compress: zlib, compress_level: 1, "
+    "compress_min_size: 16B }\n"
+    "  zlib9: { max_memory: 64MB, compress: zlib, compress_level: 9, "
+    "compress_min_size: 16B }\n"
     "  zdef:  { max_memory: 64MB, compress: zstd }\n"
     "  ldef:  { max_memory: 64MB, compress: lz4 }\n"
     "  gdef:  { max_memory: 64MB, compress: zlib }\n";
 
-static const char *const CODECS[] = {"zstd", "lz4", "zlib", "zstd1", "zstd19",
+static const char *const CODECS[] = {"zstd",     "lz4",   "zlib",  "zstd1", "zstd19",
                                      "zstdfast", "lz4hc", "zlib1", "zlib9"};
 #define NCODECS (sizeof CODECS / sizeof CODECS[0])
 
@@ -138,8 +144,8 @@ static uint64_t bytes(strata_cache *c)
 Test(compress, round_trip_every_codec_every_shape)
 {
     strata *s = open_all();
-    static const size_t sizes[] = {1, 10, 15, 16, 17, 100, 511, 512, 513, 4096, 100 * 1024,
-                                   1 << 20};
+    static const size_t sizes[] = {1,   10,  15,  16,   17,         100,
+                                   511, 512, 513, 4096, 100 * 1024, 1 << 20};
     for (size_t k = 0; k < NCODECS; k++) {
         strata_cache *c = cache(s, CODECS[k]);
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -196,11 +202,13 @@ Test(compress, get_or_set_and_overwrite_with_compression)
     for (size_t k = 0; k < NCODECS; k++) {
         strata_cache *c = cache(s, CODECS[k]);
         strata_value *v = NULL;
-        cr_assert_eq(strata_get_or_set(c, "g", 1, load_text, NULL, NULL, &v), STRATA_LOADED);
+        cr_assert_eq(strata_get_or_set(c, "g", 1, load_text, NULL, NULL, &v),
+                     STRATA_LOADED);
         cr_assert_eq(strata_value_len(v), 50000);
         cr_assert_eq(memcmp(strata_value_data(v), want, 50000), 0);
         strata_value_release(v);
-        cr_assert_eq(strata_get_or_set(c, "g", 1, load_text, NULL, NULL, &v), STRATA_OK);
+        cr_assert_eq(strata_get_or_set(c, "g", 1, load_text, NULL, NULL, &v),
+                     STRATA_OK);
         cr_assert_eq(memcmp(strata_value_data(v), want, 50000), 0);
         strata_value_release(v);
         /* compressed -> raw -> compressed under one key */
@@ -265,8 +273,8 @@ Test(compress, compressed_cache_charges_fewer_bytes)
         if (strcmp(names[k], "none") == 0)
             cr_assert_eq(cdelta, pdelta, "compress: none stores values as they are");
         else
-            cr_assert_lt(cdelta * 2, pdelta, "%s: %lu bytes vs %lu uncompressed", names[k],
-                         (unsigned long)cdelta, (unsigned long)pdelta);
+            cr_assert_lt(cdelta * 2, pdelta, "%s: %lu bytes vs %lu uncompressed",
+                         names[k], (unsigned long)cdelta, (unsigned long)pdelta);
         for (int i = 0; i < 20; i++) {
             char key[16];
             snprintf(key, sizeof key, "v%d", i);
@@ -290,8 +298,8 @@ Test(compress, incompressible_values_are_stored_as_they_are)
         strata_cache *c = cache(s, CODECS[k]);
         uint64_t c0 = bytes(c);
         put(c, "r", r, 64 * 1024);
-        cr_assert_eq(bytes(c) - c0, pdelta, "%s: random data must cost what it costs raw",
-                     CODECS[k]);
+        cr_assert_eq(bytes(c) - c0, pdelta,
+                     "%s: random data must cost what it costs raw", CODECS[k]);
         expect(c, "r", r, 64 * 1024);
     }
     free(r);
@@ -334,7 +342,9 @@ Test(compress, level_changes_the_stored_size)
     strata *s = open_all();
     struct {
         const char *lo, *hi;
-    } pairs[] = {{"zstd1", "zstd19"}, {"lz4", "lz4hc"}, {"zlib1", "zlib9"},
+    } pairs[] = {{"zstd1", "zstd19"},
+                 {"lz4", "lz4hc"},
+                 {"zlib1", "zlib9"},
                  {"zstdfast", "zstd"}};
     unsigned char *t = text(256 * 1024, 11);
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {

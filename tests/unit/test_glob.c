@@ -89,16 +89,16 @@ Test(glob, sets)
     MATCH("[a-z]", "z");
     NOMATCH("[a-z]", "A");
     NOMATCH("[a-z]", "0");
-    MATCH("[z-a]", "m");  /* a reversed range is the same range (as Redis) */
+    MATCH("[z-a]", "m"); /* a reversed range is the same range (as Redis) */
     MATCH("[0-9a-f]", "7");
     MATCH("[0-9a-f]", "e");
     NOMATCH("[0-9a-f]", "g");
     MATCH("id:[0-9][0-9]", "id:42");
     NOMATCH("id:[0-9][0-9]", "id:4x");
-    MATCH("[a-]", "-");   /* '-' before ']' is literal */
+    MATCH("[a-]", "-"); /* '-' before ']' is literal */
     MATCH("[a-]", "a");
     NOMATCH("[a-]", "b");
-    NOMATCH("[]", "a");   /* the empty set matches nothing */
+    NOMATCH("[]", "a"); /* the empty set matches nothing */
 }
 
 Test(glob, negated_sets)
@@ -112,7 +112,7 @@ Test(glob, negated_sets)
     NOMATCH("[^a-c]x", "bx");
     MATCH("[!0-9]*", "key9");
     NOMATCH("[!0-9]*", "9key");
-    MATCH("[a^]", "^");   /* '^' elsewhere is literal */
+    MATCH("[a^]", "^"); /* '^' elsewhere is literal */
 }
 
 Test(glob, escapes)
@@ -214,9 +214,11 @@ Test(glob, invalidate_pattern_removes_exactly_the_matching_keys)
 {
     strata *s = strata_open(NULL, NULL);
     cr_assert_not_null(s);
-    strata_cache *c = strata_cache_get(s, "default"), *other = strata_cache_get(s, "static");
-    static const char *keys[] = {"user:1",  "user:2",   "user:10", "user:",   "users:1",
-                                 "user:1:x", "xuser:1", "order:1", "order:22", "u*"};
+    strata_cache *c = strata_cache_get(s, "default"),
+                 *other = strata_cache_get(s, "static");
+    static const char *keys[] = {
+        "user:1",   "user:2",  "user:10", "user:",    "users:1",
+        "user:1:x", "xuser:1", "order:1", "order:22", "u*"};
     size_t nk = sizeof keys / sizeof keys[0];
     for (size_t i = 0; i < nk; i++)
         cr_assert_eq(strata_set(c, keys[i], strlen(keys[i]), "v", 1, NULL), STRATA_OK);
@@ -242,8 +244,7 @@ Test(glob, invalidate_pattern_removes_exactly_the_matching_keys)
         cr_assert_eq(n, steps[st].n, "glob '%s' removed %ld", steps[st].glob, n);
         for (size_t g = 0; g < 5 && steps[st].gone[g]; g++)
             for (size_t i = 0; i < nk; i++)
-                if (strcmp(keys[i], steps[st].gone[g]) == 0)
-                    alive[i] = false;
+                if (strcmp(keys[i], steps[st].gone[g]) == 0) alive[i] = false;
         for (size_t i = 0; i < nk; i++)
             cr_assert_eq(present(c, keys[i], strlen(keys[i])), alive[i],
                          "after '%s': key '%s'", steps[st].glob, keys[i]);

@@ -68,28 +68,31 @@ static strata_stats stats(strata_cache *c)
 
 /* The expected counters, moved by the script; `bytes` is checked apart. */
 struct want {
-    uint64_t hits, misses, sets, deletes, evictions, expired, invalidated, errors, items;
+    uint64_t hits, misses, sets, deletes, evictions, expired, invalidated, errors,
+        items;
 };
 
-#define CHECK(c, w, step)                                                               \
-    do {                                                                                \
-        strata_stats st_ = stats(c);                                                    \
-        cr_assert_eq(st_.hits, (w).hits, "%s: hits %lu", step, (unsigned long)st_.hits); \
+#define CHECK(c, w, step)                                                              \
+    do {                                                                               \
+        strata_stats st_ = stats(c);                                                   \
+        cr_assert_eq(st_.hits, (w).hits, "%s: hits %lu", step,                         \
+                     (unsigned long)st_.hits);                                         \
         cr_assert_eq(st_.misses, (w).misses, "%s: misses %lu", step,                   \
-                     (unsigned long)st_.misses);                                        \
-        cr_assert_eq(st_.sets, (w).sets, "%s: sets %lu", step, (unsigned long)st_.sets); \
+                     (unsigned long)st_.misses);                                       \
+        cr_assert_eq(st_.sets, (w).sets, "%s: sets %lu", step,                         \
+                     (unsigned long)st_.sets);                                         \
         cr_assert_eq(st_.deletes, (w).deletes, "%s: deletes %lu", step,                \
-                     (unsigned long)st_.deletes);                                       \
+                     (unsigned long)st_.deletes);                                      \
         cr_assert_eq(st_.evictions, (w).evictions, "%s: evictions %lu", step,          \
-                     (unsigned long)st_.evictions);                                     \
+                     (unsigned long)st_.evictions);                                    \
         cr_assert_eq(st_.expired, (w).expired, "%s: expired %lu", step,                \
-                     (unsigned long)st_.expired);                                       \
+                     (unsigned long)st_.expired);                                      \
         cr_assert_eq(st_.invalidated, (w).invalidated, "%s: invalidated %lu", step,    \
-                     (unsigned long)st_.invalidated);                                   \
+                     (unsigned long)st_.invalidated);                                  \
         cr_assert_eq(st_.errors, (w).errors, "%s: errors %lu", step,                   \
-                     (unsigned long)st_.errors);                                        \
+                     (unsigned long)st_.errors);                                       \
         cr_assert_eq(st_.items, (w).items, "%s: items %lu", step,                      \
-                     (unsigned long)st_.items);                                         \
+                     (unsigned long)st_.items);                                        \
     } while (0)
 
 static int get(strata_cache *c, const char *key)
@@ -103,7 +106,8 @@ static int get(strata_cache *c, const char *key)
 static void set(strata_cache *c, const char *key, int64_t ttl, const char *tag)
 {
     const char *tags[] = {tag};
-    strata_set_opts o = {.ttl_ms = ttl, .tags = tag ? tags : NULL, .ntags = tag ? 1 : 0};
+    strata_set_opts o = {
+        .ttl_ms = ttl, .tags = tag ? tags : NULL, .ntags = tag ? 1 : 0};
     cr_assert_eq(strata_set(c, key, strlen(key), key, strlen(key), &o), STRATA_OK);
 }
 
@@ -409,8 +413,9 @@ Test(stats, bytes_track_what_is_stored)
 
 Test(stats, max_bytes_is_max_memory)
 {
-    strata *s = open_yaml("caches:\n  a: { max_memory: 1MB }\n  b: { max_memory: 3GB }\n"
-                          "  c: {}\n  session: {}\n");
+    strata *s =
+        open_yaml("caches:\n  a: { max_memory: 1MB }\n  b: { max_memory: 3GB }\n"
+                  "  c: {}\n  session: {}\n");
     cr_assert_eq(stats(cache(s, "a")).max_bytes, MiB);
     cr_assert_eq(stats(cache(s, "b")).max_bytes, 3072 * MiB);
     cr_assert_eq(stats(cache(s, "c")).max_bytes, 256 * MiB);

@@ -93,7 +93,8 @@ static bool alive(strata_cache *c, const char *key)
 {
     strata_value *v = (strata_value *)0x1;
     int rc = strata_get(c, key, strlen(key), &v);
-    cr_assert(rc == STRATA_OK || rc == STRATA_MISS, "get %s: %s", key, strata_errname(rc));
+    cr_assert(rc == STRATA_OK || rc == STRATA_MISS, "get %s: %s", key,
+              strata_errname(rc));
     if (rc == STRATA_MISS) {
         cr_assert_null(v);
         return false;
@@ -161,7 +162,8 @@ Test(ttl, null_opts_means_the_cache_default)
 
 Test(ttl, configured_ttl_is_the_default)
 {
-    strata *s = open_yaml("caches:\n  pages: { ttl: 90s }\n  default: { ttl: 250ms }\n");
+    strata *s =
+        open_yaml("caches:\n  pages: { ttl: 90s }\n  default: { ttl: 250ms }\n");
     expect_life(cache(s, "pages"), 0, 90 * SEC);
     expect_life(cache(s, "default"), 0, 250);
     strata_close(s);
@@ -175,7 +177,7 @@ Test(ttl, positive_ttl_expires_exactly_at_that_ms)
     strata_cache *c = cache(s, "default");
     expect_life(c, 1234, 1234);
     expect_life(c, 1, 1);
-    expect_life(c, 10 * MIN, 10 * MIN);   /* longer than the cache default */
+    expect_life(c, 10 * MIN, 10 * MIN); /* longer than the cache default */
     expect_life(cache(s, "session"), 3 * SEC, 3 * SEC);
     strata_close(s);
 }
