@@ -43,13 +43,49 @@ uint64_t core_clock_real_ms(void);              /* CLOCK_MONOTONIC, ms */
 /* ---- epoch-based reclamation (ebr.c) ---- */
 
 /* A reader brackets every access to shared engine memory with enter/exit.
- * Critical sections nest. Writers retire memory with the epoch ebr_epoch()
- * returned after they unlinked it; ebr_safe(e) says when it may be reused. */
-void ebr_enter(void);
-void ebr_exit(void);
+ * Critical sections nest. Writers retire memory with the epoch
+ * ebr_retire_epoch() returned after they unlinked it; ebr_safe(e) says when it
+ * may be reused. enter/exit are inline: a few instructions plus one atomic
+ * exchange on a cache line the thread owns. */
+struct ebr_rec {
+    _Atomic uint64_t state; /* (epoch << 1) | active */
+    _Atomic int in_use;
+    unsigned slot;
+    unsigned depth; /* owner thread only */
+    struct ebr_rec *next;
+    char pad[64 - 8 - 4 - 4 - 4 - 8];
+} __attribute__((aligned(64)));
+
+extern _Atomic uint64_t ebr_global_epoch;
+extern __thread struct ebr_rec *ebr_my_rec __attribute__((tls_model("initial-exec")));
+struct ebr_rec *ebr_rec_slow(void);
+
+static inline struct ebr_rec *ebr_rec(void)
+{
+    struct ebr_rec *r = ebr_my_rec;
+    return __builtin_expect(r != NULL, 1) ? r : ebr_rec_slow();
+}
+
+static inline struct ebr_rec *ebr_enter(void)
+{
+    struct ebr_rec *r = ebr_rec();
+    if (r->depth++ == 0) {
+        uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_relaxed);
+        /* The exchange is the StoreLoad fence: the announcement is visible
+         * before any pointer a writer may retire is read. */
+        atomic_exchange_explicit(&r->state, (e << 1) | 1, memory_order_seq_cst);
+    }
+    return r;
+}
+
+static inline void ebr_exit(struct ebr_rec *r)
+{
+    if (--r->depth == 0) atomic_store_explicit(&r->state, 0, memory_order_release);
+}
+
 uint64_t ebr_retire_epoch(void); /* call after unlinking; full fence inside */
 bool ebr_safe(uint64_t retired); /* no reader can still see it */
-bool ebr_try_advance(void);      /* move the global epoch if every reader caught up */
+bool ebr_try_advance(void);      /* move the global epoch if readers caught up */
 /* A small integer unique among live threads (reused after a thread exits). */
 unsigned ebr_thread_slot(void);
 

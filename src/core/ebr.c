@@ -23,21 +23,12 @@
 
 #include "core/core.h"
 
-struct ebr_rec {
-    _Atomic uint64_t state;
-    _Atomic int in_use;
-    unsigned slot;
-    unsigned depth; /* owner thread only */
-    struct ebr_rec *next;
-    char pad[64 - 8 - 4 - 4 - 4 - 8];
-} __attribute__((aligned(64)));
-
-static _Atomic uint64_t global_epoch = 1;
+_Atomic uint64_t ebr_global_epoch = 1;
+__thread struct ebr_rec *ebr_my_rec __attribute__((tls_model("initial-exec")));
 static struct ebr_rec *_Atomic records;
 static _Atomic unsigned nrecords;
 static pthread_key_t rec_key;
 static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
-static __thread struct ebr_rec *my_rec;
 
 static void thread_gone(void *p)
 {
@@ -51,10 +42,10 @@ static void make_key(void)
     (void)pthread_key_create(&rec_key, thread_gone);
 }
 
-static struct ebr_rec *rec_get(void)
+/* First use by a thread: adopt a free record or add one. */
+struct ebr_rec *ebr_rec_slow(void)
 {
-    struct ebr_rec *r = my_rec;
-    if (__builtin_expect(r != NULL, 1)) return r;
+    struct ebr_rec *r;
     pthread_once(&rec_once, make_key);
     for (r = atomic_load_explicit(&records, memory_order_acquire); r; r = r->next) {
         int expect = 0;
@@ -74,56 +65,39 @@ static struct ebr_rec *rec_get(void)
         } while (!atomic_compare_exchange_weak(&records, &head, r));
     }
     r->depth = 0;
-    my_rec = r;
+    ebr_my_rec = r;
     (void)pthread_setspecific(rec_key, r);
     return r;
-}
-
-void ebr_enter(void)
-{
-    struct ebr_rec *r = rec_get();
-    if (r->depth++ > 0) return;
-    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_relaxed);
-    /* The exchange is the StoreLoad fence: our announcement is visible
-     * before we read any pointer the writers may retire. */
-    atomic_exchange_explicit(&r->state, (e << 1) | 1, memory_order_seq_cst);
-}
-
-void ebr_exit(void)
-{
-    struct ebr_rec *r = my_rec;
-    if (--r->depth > 0) return;
-    atomic_store_explicit(&r->state, 0, memory_order_release);
 }
 
 uint64_t ebr_retire_epoch(void)
 {
     atomic_thread_fence(memory_order_seq_cst);
-    return atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+    return atomic_load_explicit(&ebr_global_epoch, memory_order_seq_cst);
 }
 
 bool ebr_try_advance(void)
 {
-    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_seq_cst);
+    uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_seq_cst);
     atomic_thread_fence(memory_order_seq_cst);
     for (struct ebr_rec *r = atomic_load_explicit(&records, memory_order_acquire); r;
          r = r->next) {
         uint64_t s = atomic_load_explicit(&r->state, memory_order_acquire);
         if ((s & 1) && (s >> 1) != e) return false;
     }
-    return atomic_compare_exchange_strong(&global_epoch, &e, e + 1);
+    return atomic_compare_exchange_strong(&ebr_global_epoch, &e, e + 1);
 }
 
 bool ebr_safe(uint64_t retired)
 {
-    uint64_t e = atomic_load_explicit(&global_epoch, memory_order_acquire);
+    uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_acquire);
     if (e >= retired + 2) return true;
     ebr_try_advance();
-    e = atomic_load_explicit(&global_epoch, memory_order_acquire);
+    e = atomic_load_explicit(&ebr_global_epoch, memory_order_acquire);
     return e >= retired + 2;
 }
 
 unsigned ebr_thread_slot(void)
 {
-    return rec_get()->slot;
+    return ebr_rec()->slot;
 }

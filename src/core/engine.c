@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/shard.h"
 
@@ -35,7 +36,7 @@ size_t engine_item_overhead(void)
  * thread shares the last stripe and adds atomically. */
 void engine_count(engine *e, enum engine_stat st, uint64_t n)
 {
-    unsigned slot = ebr_thread_slot();
+    unsigned slot = ebr_rec()->slot;
     if (slot < STRIPES) {
         _Atomic uint64_t *c = &e->stripes[slot].c[st];
         atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
@@ -76,12 +77,22 @@ int64_t engine_loader_timeout_ms(const engine *e)
 
 /* ----------------------------------------------------------- construction */
 
+#define HUGE_CACHE ((uint64_t)1 << 30)
+
+/* Shards exist for write concurrency: four per CPU keep two writers from
+ * meeting on a lock most of the time. More only spread a cache's items and
+ * indexes over more memory (slower reads), and a small cache keeps one
+ * eviction order: about one shard per 8k items. */
 static unsigned pick_shards(const engine_conf *c)
 {
     if (c->shards) return c->shards;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned lim = 4;
+    while (lim < MAX_SHARDS && lim < 4 * (unsigned)(cpus > 0 ? cpus : 1))
+        lim *= 2;
     uint64_t cap = c->max_items ? c->max_items : c->max_memory / 256;
     unsigned n = 1;
-    while (n < MAX_SHARDS && (uint64_t)n * 2 * 4096 <= cap)
+    while (n < lim && (uint64_t)n * 2 * 4096 <= cap)
         n *= 2;
     return n;
 }
@@ -104,6 +115,9 @@ engine *engine_new(const engine_conf *c)
     e->compress_min = c->compress_min_size;
     e->loader_timeout_ms = c->loader_timeout_ms > 0 ? c->loader_timeout_ms : 30000;
     e->clock = c->clock;
+    /* A cache this large spends its reads on TLB misses unless its items and
+     * index sit on huge pages; it can afford their 2 MB granularity. */
+    e->huge = c->max_memory >= HUGE_CACHE;
     e->base = core_clock_now(c->clock);
     e->name = strdup(c->name ? c->name : "");
     e->tags = tag_reg_new();
@@ -113,16 +127,26 @@ engine *engine_new(const engine_conf *c)
      * imbalance) at 80% load, so a count-bounded cache never resizes. */
     uint64_t per =
         e->max_items ? (e->max_items + ns - 1) / ns : c->max_memory / ns / 512;
-    if (!e->max_items) per = per < 16 ? 16 : per > 1024 ? 1024 : per;
-    per += per / 20 + 8;
+    /* A byte-bounded cache starts small and grows its index with its data,
+     * so a cache far from full keeps a compact, cache-friendly index. */
+    if (!e->max_items) per = 16;
+    /* Keys spread over shards binomially: three standard deviations of
+     * slack keep a shard from outgrowing its index. */
+    uint64_t sd = 1;
+    while (sd * sd < per)
+        sd++;
+    per += 3 * sd + 8;
     uint64_t n = per * 5 / 4 + 16;
     if (n > UINT32_MAX / 2) n = UINT32_MAX / 2;
     for (unsigned i = 0; i < ns; i++) {
         struct shard *sh = &e->shard[i];
         pthread_mutex_init(&sh->lock, NULL);
         sh->s_share = S_SHARE_INIT;
-        if (slab_init(&sh->slab) != 0) goto fail;
-        struct index *x = shard_index_new((uint32_t)n);
+        /* Room for the whole cache in any one shard (the bounds are global)
+         * plus partly carved pages of every size class. */
+        if (slab_init(&sh->slab, c->max_memory + 256u * SLAB_PAGE_SIZE, e->huge) != 0)
+            goto fail;
+        struct index *x = shard_index_new((uint32_t)n, e->huge);
         if (x == NULL) goto fail;
         atomic_store(&sh->idx, x);
         sh->gn = (uint32_t)(n / 2) | 1; /* ~0.65 x capacity, 2 bytes each */
@@ -143,7 +167,7 @@ void engine_free(engine *e)
     if (e == NULL) return;
     for (unsigned i = 0; i < e->nshards; i++) {
         struct shard *sh = &e->shard[i];
-        if (sh->slab.pages == NULL) continue;
+        if (sh->slab.base == NULL) continue;
         /* Live items, then limbo: release what they hold. */
         for (struct queue *q = &sh->s; q; q = q == &sh->s ? &sh->m : NULL) {
             uint32_t id = q->head;
@@ -161,10 +185,10 @@ void engine_free(engine *e)
         while (sh->old_idx) {
             struct retired_index *r = sh->old_idx;
             sh->old_idx = r->next;
-            free(r->idx);
+            shard_index_free(r->idx);
             free(r);
         }
-        free(atomic_load(&sh->idx));
+        shard_index_free(atomic_load(&sh->idx));
         free(sh->ghost);
         slab_fini(&sh->slab);
         pthread_mutex_destroy(&sh->lock);
@@ -180,77 +204,78 @@ void engine_free(engine *e)
 
 enum found { F_NONE, F_HIT, F_DEAD };
 
-/* Lock-free lookup. On F_HIT, *out holds the value (unless out is NULL). */
+/* Copy the value of a live item out to a new handle (inside the epoch). */
+static int copy_out(struct item *it, size_t klen, strata_value **out)
+{
+    unsigned codec = (it->flags & F_CODEC) >> 2;
+    const unsigned char *src;
+    size_t slen;
+    if (it->flags & F_BLOB) {
+        core_blob *b = item_blob(it);
+        if (codec == CORE_CODEC_NONE) {
+            *out = core_value_blob(b);
+            return *out ? 0 : STRATA_ENOMEM;
+        }
+        src = b->data;
+        slen = b->len;
+    } else {
+        src = it->data + klen;
+        slen = it->vlen;
+    }
+    if (codec == CORE_CODEC_NONE) {
+        *out = core_value_copy(src, slen);
+        return *out ? 0 : STRATA_ENOMEM;
+    }
+    size_t olen = core_compressed_len(src, slen);
+    *out = core_value_alloc(olen);
+    if (*out == NULL) return STRATA_ENOMEM;
+    if (core_decompress(codec, src, slen, (*out)->inline_buf, olen) != 0) {
+        strata_value_release(*out);
+        *out = NULL;
+        return STRATA_EBACKEND;
+    }
+    return 0;
+}
+
+/* The lock-free read: probe, compare, check expiry (reading the clock only
+ * for an entry that has one) and tags, bump the frequency, copy out. */
 static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *key,
-                         size_t klen, uint64_t now, strata_value **out, int *err,
-                         uint32_t *dead_id)
+                         size_t klen, strata_value **out, int *err)
 {
     enum found r = F_NONE;
-    ebr_enter();
+    struct ebr_rec *rec = ebr_enter();
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_acquire);
-    uint32_t pos = home(h, x->n);
-    uint32_t fp = (uint32_t)(h >> 32);
-    for (uint32_t i = 0; i < x->n; i++) {
+    uint32_t n = x->n, pos = home(h, n), fp = (uint32_t)(h >> 32);
+    struct item *it = NULL;
+    for (uint32_t i = 0; i < n; i++) {
         uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_acquire);
         if (s == 0) break;
-        uint32_t id = (uint32_t)s;
-        if (id && (uint32_t)(s >> 32) == fp) {
-            struct item *it = item_at(sh, id);
-            if (it->klen == klen && memcmp(it->data, key, klen) == 0) {
-                if (item_expired(it, now)) {
-                    if (shard_mark_expired_seen(it)) engine_count(e, ST_EXPIRED, 1);
-                    r = F_DEAD;
-                    *dead_id = id;
-                    break;
-                }
-                if (it->ntags && !item_tags_current(it)) {
-                    r = F_DEAD;
-                    *dead_id = id;
-                    break;
-                }
-                uint8_t f = atomic_load_explicit(&it->freq, memory_order_relaxed);
-                if ((f & FQ_MASK) < 3)
-                    atomic_compare_exchange_weak_explicit(&it->freq, &f, f + 1,
-                                                          memory_order_relaxed,
-                                                          memory_order_relaxed);
-                r = F_HIT;
-                if (out == NULL) break;
-                unsigned codec = (it->flags & F_CODEC) >> 2;
-                const unsigned char *src;
-                size_t slen;
-                if (it->flags & F_BLOB) {
-                    core_blob *b = item_blob(it);
-                    if (codec == CORE_CODEC_NONE) {
-                        *out = core_value_blob(b);
-                        if (*out == NULL) *err = STRATA_ENOMEM;
-                        break;
-                    }
-                    src = b->data;
-                    slen = b->len;
-                } else {
-                    src = it->data + klen;
-                    slen = it->vlen;
-                }
-                if (codec == CORE_CODEC_NONE) {
-                    *out = core_value_copy(src, slen);
-                } else {
-                    size_t olen = core_compressed_len(src, slen);
-                    *out = core_value_alloc(olen);
-                    if (*out && core_decompress(codec, src, slen, (*out)->inline_buf,
-                                                olen) != 0) {
-                        strata_value_release(*out);
-                        *out = NULL;
-                        *err = STRATA_EBACKEND;
-                        break;
-                    }
-                }
-                if (*out == NULL && *err == 0) *err = STRATA_ENOMEM;
+        if ((uint32_t)(s >> 32) == fp && (uint32_t)s) {
+            struct item *c = item_at(sh, (uint32_t)s);
+            if (c->klen == klen && memcmp(c->data, key, klen) == 0) {
+                it = c;
                 break;
             }
         }
-        if (++pos == x->n) pos = 0;
+        if (++pos == n) pos = 0;
     }
-    ebr_exit();
+    if (it) {
+        uint64_t exp = item_exp(it);
+        if (exp != EXP_NEVER && enow(e) >= exp) {
+            if (shard_mark_expired_seen(it)) engine_count(e, ST_EXPIRED, 1);
+            r = F_DEAD;
+        } else if (it->ntags && !item_tags_current(it)) {
+            r = F_DEAD;
+        } else {
+            uint8_t f = atomic_load_explicit(&it->freq, memory_order_relaxed);
+            if ((f & FQ_MASK) < 3)
+                atomic_compare_exchange_weak_explicit(
+                    &it->freq, &f, f + 1, memory_order_relaxed, memory_order_relaxed);
+            *err = copy_out(it, klen, out);
+            r = F_HIT;
+        }
+    }
+    ebr_exit(rec);
     return r;
 }
 
@@ -304,8 +329,7 @@ int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);
     int err = 0;
-    uint32_t dead = 0;
-    enum found f = lookup(e, sh, h, key, klen, enow(e), out, &err, &dead);
+    enum found f = lookup(e, sh, h, key, klen, out, &err);
     if (err) {
         if (count) engine_count(e, ST_ERRORS, 1);
         return err;

@@ -8,15 +8,45 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include "core/shard.h"
 
 /* ----------------------------------------------------------------- index */
 
-struct index *shard_index_new(uint32_t n)
+#define INDEX_MMAP_MIN (256u * 1024u)
+#define HUGE_PAGE (2u << 20)
+
+/* Large index arrays come straight from mmap, so a rebuild returns the old
+ * array to the system instead of leaving it in malloc's free lists; in a
+ * large cache they ask for huge pages (one TLB entry per 2 MB of index). */
+struct index *shard_index_new(uint32_t n, bool huge)
 {
-    struct index *x = calloc(1, sizeof *x + (size_t)n * sizeof(uint64_t));
-    if (x) x->n = n;
+    size_t sz = sizeof(struct index) + (size_t)n * sizeof(uint64_t);
+    struct index *x;
+    if (sz < INDEX_MMAP_MIN) {
+        x = calloc(1, sz);
+        if (x == NULL) return NULL;
+    } else {
+        size_t len = (sz + 4095) & ~(size_t)4095;
+        x = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (x == MAP_FAILED) return NULL;
+        if (huge && len >= HUGE_PAGE) (void)madvise(x, len, MADV_HUGEPAGE);
+        x->mapped = 1;
+    }
+    x->n = n;
     return x;
+}
+
+void shard_index_free(struct index *x)
+{
+    if (x == NULL) return;
+    if (x->mapped) {
+        size_t sz = sizeof(struct index) + (size_t)x->n * sizeof(uint64_t);
+        munmap(x, (sz + 4095) & ~(size_t)4095);
+    } else {
+        free(x);
+    }
 }
 
 /* Charge (or refund, with sign) memory to the shard and the engine. */
@@ -71,7 +101,7 @@ static void locked_retire_index(struct shard *sh, struct index *old)
         uint64_t ep = ebr_retire_epoch();
         while (!ebr_safe(ep))
             ;
-        free(old);
+        shard_index_free(old);
         return;
     }
     r->idx = old;
@@ -84,7 +114,7 @@ static void locked_retire_index(struct shard *sh, struct index *old)
 static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
 {
     struct index *old = atomic_load_explicit(&sh->idx, memory_order_relaxed);
-    struct index *x = shard_index_new(n);
+    struct index *x = shard_index_new(n, e->huge);
     if (x == NULL) return -1;
     for (uint32_t i = 0; i < old->n; i++) {
         uint64_t s = atomic_load_explicit(&old->slot[i], memory_order_relaxed);
@@ -105,16 +135,32 @@ static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
     return 0;
 }
 
-/* Keep (used + tombstones) <= 85% of the slots; grow by half when live
- * entries pass 70%. */
+static void ghost_resize(engine *e, struct shard *sh, uint32_t gn)
+{
+    uint16_t *g = calloc(gn, sizeof *g);
+    if (g == NULL) return; /* keep the smaller ghost */
+    /* Positions depend on the size: the old fingerprints cannot move, so the
+     * ghost starts over (it grows geometrically, so this is rare). */
+    int64_t d = (int64_t)ghost_bytes(gn) - (int64_t)ghost_bytes(sh->gn);
+    free(sh->ghost);
+    sh->ghost = g;
+    sh->gn = gn;
+    sh->g_s = sh->g_m = 0;
+    shard_locked_charge(e, sh, d, 0);
+    atomic_fetch_add(&e->meta, (uint64_t)d);
+}
+
+/* Keep (used + tombstones) <= 85% of the slots. */
 void shard_locked_index_room(engine *e, struct shard *sh)
 {
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
     if (occ * 100 <= (uint64_t)x->n * 85) return;
     uint32_t n = x->n;
-    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 70) n = n + n / 2 + 16;
-    (void)locked_rebuild(e, sh, n);
+    /* Grow by half when live entries pass 80%; below that, dropping the
+     * tombstones is enough (a count-bounded index, sized at 76%, never grows). */
+    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 80) n = n + n / 2 + 16;
+    if (locked_rebuild(e, sh, n) == 0 && n != x->n) ghost_resize(e, sh, n / 2 | 1);
 }
 
 /* --------------------------------------------------------------- ghost */
@@ -228,7 +274,7 @@ void shard_locked_reclaim(engine *e, struct shard *sh)
         struct retired_index *r = *pp;
         if (ebr_safe(r->epoch)) {
             *pp = r->next;
-            free(r->idx);
+            shard_index_free(r->idx);
             free(r);
         } else {
             pp = &r->next;

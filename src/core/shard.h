@@ -87,7 +87,7 @@ struct item {
 
 struct index {
     uint32_t n;
-    uint32_t pad;
+    uint32_t mapped; /* allocated with mmap (large arrays) rather than calloc */
     _Atomic uint64_t slot[];
 };
 
@@ -136,6 +136,7 @@ struct engine {
     int64_t loader_timeout_ms;
     const core_clock *clock;
     uint64_t base; /* clock reading that item expiry is relative to */
+    bool huge;     /* large cache: items and index on transparent huge pages */
     char *name;
     tag_reg *tags;
     _Atomic uint64_t bytes, items;
@@ -246,7 +247,8 @@ static inline struct queue *q_of(struct shard *sh, struct item *it)
 
 /* ---- shard.c: everything below runs with the shard's lock held ---- */
 
-struct index *shard_index_new(uint32_t n);
+struct index *shard_index_new(uint32_t n, bool huge);
+void shard_index_free(struct index *x);
 void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items);
 void shard_locked_index_room(engine *e, struct shard *sh);
 int shard_locked_ghost_take(struct shard *sh, uint64_t h);

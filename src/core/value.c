@@ -24,7 +24,7 @@ struct vcache {
     strata_value *v[CACHE_MAX];
 };
 
-static __thread struct vcache *tls_cache;
+static __thread struct vcache *tls_cache __attribute__((tls_model("initial-exec")));
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 

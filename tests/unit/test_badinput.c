@@ -245,8 +245,8 @@ Test(badinput, value_larger_than_max_memory_is_e2big)
 
 Test(badinput, value_that_cannot_fit_beside_the_index_is_e2big)
 {
-    /* max_memory counts the cache's own index too, so a value just under
-     * max_memory can never be held. The set must say so (E2BIG) and leave the
+    /* max_memory counts the cache's own index too, so a value that fits in
+     * max_memory but not beside the index can never be held. The set must say so (E2BIG) and leave the
      * other entries alone -- not answer OK, flush the cache and drop it. */
     strata *s = open_yaml("caches:\n  tiny:\n    max_memory: 1MB\n");
     strata_cache *c = cache(s, "tiny");
@@ -255,7 +255,22 @@ Test(badinput, value_that_cannot_fit_beside_the_index_is_e2big)
         snprintf(k, sizeof k, "s%d", i);
         cr_assert_eq(strata_set(c, k, strlen(k), "small", 5, NULL), STRATA_OK);
     }
-    size_t n = (1u << 20) - 1000;
+    /* The largest value that can never fit: everything max_memory leaves
+     * once the cache's own index and ghost are counted, plus one byte. */
+    for (int i = 0; i < 10; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "s%d", i);
+        cr_assert_eq(strata_delete(c, k, strlen(k)), STRATA_OK);
+    }
+    strata_stats st0;
+    strata_cache_stats(c, &st0);
+    uint64_t meta = st0.bytes; /* index and ghost only */
+    for (int i = 0; i < 10; i++) {
+        char k[8];
+        snprintf(k, sizeof k, "s%d", i);
+        cr_assert_eq(strata_set(c, k, strlen(k), "small", 5, NULL), STRATA_OK);
+    }
+    size_t n = (size_t)(st0.max_bytes - meta + 1);
     unsigned char *big = calloc(1, n);
     int rc = strata_set(c, "big", 3, big, n, NULL);
     strata_value *v = NULL;
