@@ -57,6 +57,7 @@ struct ebr_rec {
 } __attribute__((aligned(64)));
 
 extern _Atomic uint64_t ebr_global_epoch;
+extern int ebr_asym; /* writers fence readers with membarrier() */
 extern __thread struct ebr_rec *ebr_my_rec __attribute__((tls_model("initial-exec")));
 struct ebr_rec *ebr_rec_slow(void);
 
@@ -66,15 +67,25 @@ static inline struct ebr_rec *ebr_rec(void)
     return __builtin_expect(r != NULL, 1) ? r : ebr_rec_slow();
 }
 
+static inline void ebr_enter_rec(struct ebr_rec *r)
+{
+    if (r->depth++ == 0) {
+        uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_relaxed);
+        /* The announcement must be visible before any pointer a writer may
+         * retire is read: membarrier() on the writer's side, or an exchange. */
+        if (ebr_asym) {
+            atomic_store_explicit(&r->state, (e << 1) | 1, memory_order_relaxed);
+            atomic_signal_fence(memory_order_seq_cst);
+        } else {
+            atomic_exchange_explicit(&r->state, (e << 1) | 1, memory_order_seq_cst);
+        }
+    }
+}
+
 static inline struct ebr_rec *ebr_enter(void)
 {
     struct ebr_rec *r = ebr_rec();
-    if (r->depth++ == 0) {
-        uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_relaxed);
-        /* The exchange is the StoreLoad fence: the announcement is visible
-         * before any pointer a writer may retire is read. */
-        atomic_exchange_explicit(&r->state, (e << 1) | 1, memory_order_seq_cst);
-    }
+    ebr_enter_rec(r);
     return r;
 }
 
@@ -84,8 +95,10 @@ static inline void ebr_exit(struct ebr_rec *r)
 }
 
 uint64_t ebr_retire_epoch(void); /* call after unlinking; full fence inside */
-bool ebr_safe(uint64_t retired); /* no reader can still see it */
-bool ebr_try_advance(void);      /* move the global epoch if readers caught up */
+bool ebr_safe(uint64_t retired); /* no reader can still see it (no side effects) */
+/* Move the global epoch if every reader caught up. Costs a membarrier():
+ * call it for a batch of retired memory, not per item. */
+bool ebr_try_advance(void);
 /* A small integer unique among live threads (reused after a thread exits). */
 unsigned ebr_thread_slot(void);
 

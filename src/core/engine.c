@@ -240,10 +240,10 @@ static int copy_out(struct item *it, size_t klen, strata_value **out)
 /* The lock-free read: probe, compare, check expiry (reading the clock only
  * for an entry that has one) and tags, bump the frequency, copy out. */
 static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *key,
-                         size_t klen, strata_value **out, int *err)
+                         size_t klen, strata_value **out, int *err, struct ebr_rec *rec)
 {
     enum found r = F_NONE;
-    struct ebr_rec *rec = ebr_enter();
+    ebr_enter_rec(rec);
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_acquire);
     uint32_t n = x->n, pos = home(h, n), fp = (uint32_t)(h >> 32);
     struct item *it = NULL;
@@ -252,7 +252,7 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
         if (s == 0) break;
         if ((uint32_t)(s >> 32) == fp && (uint32_t)s) {
             struct item *c = item_at(sh, (uint32_t)s);
-            if (c->klen == klen && memcmp(c->data, key, klen) == 0) {
+            if (c->klen == klen && key_eq(c->data, key, klen)) {
                 it = c;
                 break;
             }
@@ -279,6 +279,18 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
     return r;
 }
 
+/* engine_count for a thread whose epoch record is at hand (the read path). */
+static inline void count_rec(engine *e, struct ebr_rec *rec, enum engine_stat st)
+{
+    if (__builtin_expect(rec->slot < STRIPES, 1)) {
+        _Atomic uint64_t *c = &e->stripes[rec->slot].c[st];
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&e->stripes[STRIPES].c[st], 1, memory_order_relaxed);
+    }
+}
+
 /* Find `key` in the shard under its lock: its item id and slot, or 0. */
 static uint32_t locked_find(struct shard *sh, uint64_t h, const void *key, size_t klen,
                             uint32_t *slot_pos)
@@ -290,7 +302,7 @@ static uint32_t locked_find(struct shard *sh, uint64_t h, const void *key, size_
         if (s == 0) break;
         if (s != TOMB && (uint32_t)(s >> 32) == fp) {
             struct item *it = item_at(sh, (uint32_t)s);
-            if (it->klen == klen && memcmp(it->data, key, klen) == 0) {
+            if (it->klen == klen && key_eq(it->data, key, klen)) {
                 *slot_pos = pos;
                 return (uint32_t)s;
             }
@@ -312,7 +324,7 @@ static void drop_dead(engine *e, struct shard *sh, uint64_t h, const void *key,
         if (shard_locked_dead(e, it, enow(e)))
             shard_locked_remove(e, sh, id, it, h, pos);
     }
-    shard_locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh, false);
     pthread_mutex_unlock(&sh->lock);
 }
 
@@ -329,14 +341,19 @@ int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);
     int err = 0;
-    enum found f = lookup(e, sh, h, key, klen, out, &err);
+    struct ebr_rec *rec = ebr_rec();
+    enum found f = lookup(e, sh, h, key, klen, out, &err, rec);
+    if (__builtin_expect(f == F_HIT && !err, 1)) {
+        if (count) count_rec(e, rec, ST_HITS);
+        return STRATA_OK;
+    }
     if (err) {
-        if (count) engine_count(e, ST_ERRORS, 1);
+        if (count) count_rec(e, rec, ST_ERRORS);
         return err;
     }
     if (f == F_DEAD) drop_dead(e, sh, h, key, klen);
-    if (count) engine_count(e, f == F_HIT ? ST_HITS : ST_MISSES, 1);
-    return f == F_HIT ? STRATA_OK : STRATA_MISS;
+    if (count) count_rec(e, rec, ST_MISSES);
+    return STRATA_MISS;
 }
 
 int engine_get(engine *e, const void *key, size_t klen, strata_value **out)
@@ -447,7 +464,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     struct shard *sh = shard_of(e, h);
     pthread_mutex_lock(&sh->lock);
     uint64_t now = enow(e);
-    shard_locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh, false);
     uint32_t id = slab_alloc(&sh->slab, (uint32_t)isize);
     if (id == 0) {
         pthread_mutex_unlock(&sh->lock);
@@ -495,7 +512,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
             if (free_pos < 0) free_pos = pos;
         } else if ((uint32_t)(s >> 32) == fp) {
             struct item *o2 = item_at(sh, (uint32_t)s);
-            if (o2->klen == klen && memcmp(o2->data, key, klen) == 0) {
+            if (o2->klen == klen && key_eq(o2->data, key, klen)) {
                 old = (uint32_t)s;
                 free_pos = pos;
                 break;
@@ -577,7 +594,7 @@ static int delete_key(engine *e, const void *key, size_t klen, bool count)
         rc = shard_locked_dead(e, it, enow(e)) ? STRATA_MISS : STRATA_OK;
         shard_locked_remove(e, sh, id, it, h, pos);
     }
-    shard_locked_reclaim(e, sh);
+    shard_locked_reclaim(e, sh, false);
     pthread_mutex_unlock(&sh->lock);
     if (rc == STRATA_OK && count) engine_count(e, ST_DELETES, 1);
     return rc;
@@ -624,7 +641,7 @@ static long remove_where(engine *e, item_pred pred, void *ud)
                 id = next;
             }
         }
-        shard_locked_reclaim(e, sh);
+        shard_locked_reclaim(e, sh, false);
         pthread_mutex_unlock(&sh->lock);
     }
     return n;
@@ -706,7 +723,7 @@ long engine_sweep(engine *e, size_t budget)
             if (++pos == x->n) pos = 0;
         }
         sh->sweep_pos = pos;
-        shard_locked_reclaim(e, sh);
+        shard_locked_reclaim(e, sh, true);
         pthread_mutex_unlock(&sh->lock);
     }
     return n;

@@ -12,6 +12,8 @@
 
 #include "core/shard.h"
 
+#define RECLAIM_BATCH 64 /* retired items per epoch advance */
+
 /* ----------------------------------------------------------------- index */
 
 #define INDEX_MMAP_MIN (256u * 1024u)
@@ -99,7 +101,7 @@ static void locked_retire_index(struct shard *sh, struct index *old)
     if (r == NULL) {
         /* Cannot defer: wait for readers to leave instead. */
         uint64_t ep = ebr_retire_epoch();
-        while (!ebr_safe(ep))
+        while (!ebr_safe(ep) && (ebr_try_advance(), !ebr_safe(ep)))
             ;
         shard_index_free(old);
         return;
@@ -157,9 +159,12 @@ void shard_locked_index_room(engine *e, struct shard *sh)
     uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
     if (occ * 100 <= (uint64_t)x->n * 85) return;
     uint32_t n = x->n;
-    /* Grow by half when live entries pass 80%; below that, dropping the
-     * tombstones is enough (a count-bounded index, sized at 76%, never grows). */
-    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * 80) n = n + n / 2 + 16;
+    /* Grow by half when live entries pass 70% (linear probing slows down
+     * sharply above that); below, dropping the tombstones is enough. A
+     * count-bounded index is sized up front at 76% for its share of
+     * max_items (memory per item matters there) and grows only past 80%. */
+    unsigned grow_at = e->max_items ? 80 : 70;
+    if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * grow_at) n = n + n / 2 + 16;
     if (locked_rebuild(e, sh, n) == 0 && n != x->n) ghost_resize(e, sh, n / 2 | 1);
 }
 
@@ -256,12 +261,20 @@ void shard_item_free(engine *e, struct shard *sh, uint32_t id)
 }
 
 /* Free what readers can no longer see. */
-void shard_locked_reclaim(engine *e, struct shard *sh)
+void shard_locked_reclaim(engine *e, struct shard *sh, bool force)
 {
+    if (sh->limbo_head == 0 && sh->old_idx == NULL) return;
+    uint64_t cur = ebr_retire_epoch();
+    /* Advancing the epoch fences every reader: do it for a batch. */
+    if (force || sh->limbo_n >= RECLAIM_BATCH || sh->old_idx) {
+        uint32_t id = sh->limbo_head;
+        uint64_t ep =
+            id ? cur - (uint32_t)((uint32_t)cur - item_at(sh, id)->prev) : cur;
+        if (!ebr_safe(ep) && ebr_try_advance()) ebr_try_advance();
+    }
     while (sh->limbo_head) {
         uint32_t id = sh->limbo_head;
         struct item *it = item_at(sh, id);
-        uint64_t cur = ebr_retire_epoch();
         uint64_t ep = cur - (uint32_t)((uint32_t)cur - it->prev);
         if (!ebr_safe(ep)) break;
         sh->limbo_head = it->next;
@@ -427,7 +440,7 @@ void shard_locked_make_room(engine *e, struct shard *sh, uint64_t now)
         if (o == sh || pthread_mutex_trylock(&o->lock) != 0) continue;
         while (over_bounds(e) && locked_evict_one(e, o, now))
             ;
-        shard_locked_reclaim(e, o);
+        shard_locked_reclaim(e, o, false);
         pthread_mutex_unlock(&o->lock);
     }
 }

@@ -45,6 +45,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+/* Inlined: a hash of a short key is a few instructions, not a library call. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "core/core.h"
@@ -152,6 +154,22 @@ void flights_free(struct flights *f);
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Key equality; keys of up to 16 bytes (the common case) compare in
+ * registers instead of through a memcmp call. */
+static inline bool key_eq(const unsigned char *a, const void *bv, size_t n)
+{
+    const unsigned char *b = bv;
+    if (n <= 16 && n >= 8) {
+        uint64_t x0, y0, x1, y1;
+        memcpy(&x0, a, 8);
+        memcpy(&y0, b, 8);
+        memcpy(&x1, a + n - 8, 8);
+        memcpy(&y1, b + n - 8, 8);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+    }
+    return memcmp(a, b, n) == 0;
+}
+
 static inline uint64_t hash_key(const void *k, size_t n)
 {
     return XXH3_64bits(k, n);
@@ -255,7 +273,9 @@ int shard_locked_ghost_take(struct shard *sh, uint64_t h);
 void shard_q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
                   uint64_t charge);
 void shard_item_free(engine *e, struct shard *sh, uint32_t id);
-void shard_locked_reclaim(engine *e, struct shard *sh);
+/* Reuse what readers can no longer see; `force` advances the epoch even for
+ * a small batch (the sweeper). */
+void shard_locked_reclaim(engine *e, struct shard *sh, bool force);
 void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *it);
 void shard_locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *it,
                          uint64_t h, int64_t pos);

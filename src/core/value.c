@@ -21,10 +21,12 @@
 
 struct vcache {
     unsigned n;
+    bool registered; /* the thread-exit destructor knows about us */
     strata_value *v[CACHE_MAX];
 };
 
-static __thread struct vcache *tls_cache __attribute__((tls_model("initial-exec")));
+/* In the thread's static TLS block: one instruction away, no NULL check. */
+static __thread struct vcache tls_vc __attribute__((tls_model("initial-exec")));
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
@@ -33,7 +35,7 @@ static void cache_gone(void *p)
     struct vcache *c = p;
     for (unsigned i = 0; i < c->n; i++)
         free(c->v[i]);
-    free(c);
+    c->n = 0;
 }
 
 static void make_key(void)
@@ -41,36 +43,21 @@ static void make_key(void)
     (void)pthread_key_create(&cache_key, cache_gone);
 }
 
-static struct vcache *cache_get(void)
+static strata_value *value_malloc(size_t len)
 {
-    struct vcache *c = tls_cache;
-    if (c == NULL) {
-        pthread_once(&cache_once, make_key);
-        c = calloc(1, sizeof *c);
-        if (c == NULL) return NULL;
-        tls_cache = c;
-        (void)pthread_setspecific(cache_key, c);
-    }
-    return c;
+    size_t cap = len <= SMALL_CAP ? SMALL_CAP : len;
+    strata_value *v = malloc(sizeof *v + cap);
+    if (v) v->cap = cap;
+    return v;
 }
 
 strata_value *core_value_alloc(size_t len)
 {
     strata_value *v;
-    if (len <= SMALL_CAP) {
-        struct vcache *c = cache_get();
-        if (c && c->n > 0) {
-            v = c->v[--c->n];
-        } else {
-            v = malloc(sizeof *v + SMALL_CAP);
-            if (v == NULL) return NULL;
-            v->cap = SMALL_CAP;
-        }
-    } else {
-        v = malloc(sizeof *v + len);
-        if (v == NULL) return NULL;
-        v->cap = len;
-    }
+    if (len <= SMALL_CAP && tls_vc.n > 0)
+        v = tls_vc.v[--tls_vc.n];
+    else if ((v = value_malloc(len)) == NULL)
+        return NULL;
     v->data = v->inline_buf;
     v->len = len;
     v->blob = NULL;
@@ -109,18 +96,16 @@ size_t strata_value_len(const strata_value *v)
 void strata_value_release(strata_value *v)
 {
     if (v == NULL) return;
-    if (v->blob) {
-        core_blob_release(v->blob);
-        free(v);
+    if (v->blob == NULL && v->cap == SMALL_CAP && tls_vc.n < CACHE_MAX) {
+        if (__builtin_expect(!tls_vc.registered, 0)) {
+            pthread_once(&cache_once, make_key);
+            (void)pthread_setspecific(cache_key, &tls_vc);
+            tls_vc.registered = true;
+        }
+        tls_vc.v[tls_vc.n++] = v;
         return;
     }
-    if (v->cap == SMALL_CAP) {
-        struct vcache *c = tls_cache;
-        if (c && c->n < CACHE_MAX) {
-            c->v[c->n++] = v;
-            return;
-        }
-    }
+    if (v->blob) core_blob_release(v->blob);
     free(v);
 }
 
