@@ -204,8 +204,10 @@ void engine_free(engine *e)
 
 enum found { F_NONE, F_HIT, F_DEAD };
 
-/* Copy the value of a live item out to a new handle (inside the epoch). */
-static int copy_out(struct item *it, size_t klen, strata_value **out)
+/* Copy the value of a live item out to a new handle (inside the epoch):
+ * blobs and compressed values, off the hot path. */
+__attribute__((noinline, cold)) static int copy_out_slow(struct item *it, size_t klen,
+                                                         strata_value **out)
 {
     unsigned codec = (it->flags & F_CODEC) >> 2;
     const unsigned char *src;
@@ -220,7 +222,7 @@ static int copy_out(struct item *it, size_t klen, strata_value **out)
         slen = b->len;
     } else {
         src = it->data + klen;
-        slen = it->vlen;
+        slen = item_vlen(it);
     }
     if (codec == CORE_CODEC_NONE) {
         *out = core_value_copy(src, slen);
@@ -235,6 +237,15 @@ static int copy_out(struct item *it, size_t klen, strata_value **out)
         return STRATA_EBACKEND;
     }
     return 0;
+}
+
+static inline int copy_out(struct item *it, size_t klen, strata_value **out)
+{
+    if (__builtin_expect((it->flags & (F_BLOB | F_CODEC)) == 0, 1)) {
+        *out = core_value_copy(it->data + klen, item_vlen(it));
+        return *out ? 0 : STRATA_ENOMEM;
+    }
+    return copy_out_slow(it, klen, out);
 }
 
 /* The lock-free read: probe, compare, check expiry (reading the clock only
@@ -267,10 +278,9 @@ static enum found lookup(engine *e, struct shard *sh, uint64_t h, const void *ke
         } else if (it->ntags && !item_tags_current(it)) {
             r = F_DEAD;
         } else {
-            uint8_t f = atomic_load_explicit(&it->freq, memory_order_relaxed);
-            if ((f & FQ_MASK) < 3)
-                atomic_compare_exchange_weak_explicit(
-                    &it->freq, &f, f + 1, memory_order_relaxed, memory_order_relaxed);
+            unsigned f = fq_get(it);
+            if (f < FQ_MAX)
+                fq_set(it, f + 1); /* no store once hot: lines stay shared */
             *err = copy_out(it, klen, out);
             r = F_HIT;
         }
@@ -478,8 +488,8 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     it->exp_hi = (uint8_t)(x >> 32);
     it->klen = (uint16_t)klen;
     it->flags = (uint8_t)(codec << 2 | (use_blob ? F_BLOB : 0));
-    it->vlen = (uint16_t)(use_blob ? 0 : slen);
-    atomic_init(&it->freq, FQ_LIVE);
+    atomic_init(&it->vst, (uint16_t)(VST_LIVE | (use_blob ? 0 : slen)));
+    atomic_init(&it->freq, 0);
     it->ntags = (uint8_t)ntags;
     memcpy(it->data, key, klen);
     if (use_blob) {
@@ -524,10 +534,11 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     if (old) {
         /* Replace in place: readers see the old or the new item, never none. */
         struct item *oi = item_at(sh, old);
-        uint8_t f = st_get(oi);
-        uint8_t fq = f & FQ_MASK;
-        atomic_init(&it->freq,
-                    (uint8_t)(FQ_LIVE | (f & FQ_INM) | (fq < 3 ? fq + 1 : 3)));
+        unsigned fq = fq_get(oi);
+        atomic_init(&it->freq, (uint8_t)(fq < FQ_MAX ? fq + 1 : FQ_MAX));
+        atomic_init(&it->vst,
+                    (uint16_t)(atomic_load_explicit(&it->vst, memory_order_relaxed) |
+                               (st_get(oi) & VST_INM)));
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
         shard_locked_retire(e, sh, old, oi);
     } else {
@@ -537,7 +548,9 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         int g = shard_locked_ghost_take(sh, h);
         if (g) {
             shard_adapt(sh, g);
-            atomic_init(&it->freq, FQ_LIVE | FQ_INM);
+            atomic_init(&it->vst, (uint16_t)(atomic_load_explicit(
+                                                 &it->vst, memory_order_relaxed) |
+                                             VST_INM));
         }
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
     }

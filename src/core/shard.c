@@ -235,11 +235,11 @@ static void q_unlink(struct shard *sh, struct queue *q, struct item *it,
 
 /* Writer-side update of the state byte; a reader's concurrent frequency bump
  * makes the CAS retry, so neither update is lost. */
-static void st_update(struct item *it, uint8_t clear, uint8_t set)
+static void st_update(struct item *it, uint16_t clear, uint16_t set)
 {
-    uint8_t f = st_get(it);
+    uint16_t f = st_get(it);
     while (!atomic_compare_exchange_weak_explicit(
-        &it->freq, &f, (uint8_t)((f & ~clear) | set), memory_order_relaxed,
+        &it->vst, &f, (uint16_t)((f & ~clear) | set), memory_order_relaxed,
         memory_order_relaxed))
         ;
 }
@@ -301,7 +301,7 @@ void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *
 {
     uint64_t charge = item_charge(sh, id, it);
     q_unlink(sh, q_of(sh, it), it, charge);
-    st_update(it, FQ_LIVE, 0);
+    st_update(it, VST_LIVE, 0);
     shard_locked_charge(e, sh, -(int64_t)charge, -1);
     if (it->ntags) {
         tag_rec *recs[ENGINE_TAGS_MAX];
@@ -334,8 +334,8 @@ void shard_locked_remove(engine *e, struct shard *sh, uint32_t id, struct item *
 
 bool shard_mark_expired_seen(struct item *it)
 {
-    uint8_t old = atomic_fetch_or_explicit(&it->freq, FQ_SEEN, memory_order_relaxed);
-    return !(old & FQ_SEEN);
+    uint16_t old = atomic_fetch_or_explicit(&it->vst, VST_SEEN, memory_order_relaxed);
+    return !(old & VST_SEEN);
 }
 
 /* Is the item dead (expired or invalidated by a tag)? Counts expiry once. */
@@ -399,24 +399,20 @@ static bool locked_evict_one(engine *e, struct shard *sh, uint64_t now)
             shard_locked_remove(e, sh, id, it, h, -1);
             return true;
         }
-        uint8_t f = st_get(it);
+        unsigned f = fq_get(it);
         uint64_t charge = item_charge(sh, id, it);
         if (from_s) {
-            if ((f & FQ_MASK) >= PROMOTE_FREQ) {
+            if (f >= PROMOTE_FREQ) {
                 q_unlink(sh, q, it, charge);
-                st_update(it, FQ_MASK, FQ_INM);
+                fq_set(it, 0);
+                st_update(it, 0, VST_INM);
                 shard_q_push(sh, &sh->m, id, it, charge);
                 continue;
             }
             locked_ghost_add(sh, h, 0);
-        } else if (f & FQ_MASK) {
+        } else if (f) {
             q_unlink(sh, q, it, charge);
-            /* Decrement whatever a concurrent hit made of it. */
-            uint8_t g = st_get(it);
-            while ((g & FQ_MASK) && !atomic_compare_exchange_weak_explicit(
-                                        &it->freq, &g, g - 1, memory_order_relaxed,
-                                        memory_order_relaxed))
-                ;
+            fq_set(it, f - 1);
             shard_q_push(sh, q, id, it, charge);
             continue;
         } else {

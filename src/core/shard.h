@@ -11,10 +11,10 @@
  * An item is one slab slot:
  *
  *   +------+------+--------+------+------+------+------+------+-----+-------+------+
- *   | prev | next | exp_lo | klen |exp_hi|flags | vlen | freq |ntags| key   |value |
+ *   | prev | next | exp_lo | klen |exp_hi|flags | vst  | freq |ntags| key   |value |
  *   |  u32 |  u32 |  u32   | u16  |  u8  |  u8  | u16  |  u8  | u8  | klen  |      |
  *   +------+------+--------+------+------+------+------+------+-----+-------+------+
- *   (freq is the atomic state byte: frequency, queue, live, expiry-counted)
+ *   (vst: value length and state bits; freq: the access frequency)
  *   value = vlen bytes inline, or (F_BLOB) a core_blob pointer; then, with
  *   ntags > 0, ntags x { tag_rec *, u64 version }. 20 bytes of header.
  *
@@ -63,10 +63,18 @@
 #define F_BLOB 0x01u
 #define F_CODEC 0x0cu /* codec << 2 */
 /* the atomic state byte: readers bump the frequency (CAS), writers the rest */
-#define FQ_MASK 0x03u /* 2-bit access frequency */
-#define FQ_INM 0x04u  /* in M (else S) */
-#define FQ_LIVE 0x08u /* linked in the index and a queue */
-#define FQ_SEEN 0x80u /* expiry already counted */
+/* vst: the value length and the state bits, one atomic 16-bit word. Readers
+ * only load it (and set VST_SEEN with an atomic OR); writers change the state
+ * bits with CAS under the shard lock. */
+#define VST_VLEN 0x03ffu /* inline value length (<= ENGINE_INLINE_MAX) */
+#define VST_INM 0x0400u  /* in M (else S) */
+#define VST_LIVE 0x0800u /* linked in the index and a queue */
+#define VST_SEEN 0x1000u /* expiry already counted */
+/* freq: the 2-bit access frequency alone in its byte, so a hit bumps it with
+ * a plain store (no locked instruction, no fence); a lost race only loses a
+ * count. */
+#define FQ_MAX 3u
+_Static_assert(ENGINE_INLINE_MAX <= VST_VLEN, "inline values must fit vst");
 
 /* Policy parameters: one set for every workload (trace-replay measures them). */
 #define SHARE_ONE 65536u
@@ -81,7 +89,7 @@ struct item {
     uint16_t klen;
     uint8_t exp_hi;
     uint8_t flags;
-    uint16_t vlen;
+    _Atomic uint16_t vst;
     _Atomic uint8_t freq;
     uint8_t ntags;
     unsigned char data[];
@@ -195,9 +203,15 @@ static inline uint64_t item_exp(const struct item *it)
     return (uint64_t)it->exp_hi << 32 | it->exp_lo;
 }
 
+static inline size_t item_vlen(const struct item *it)
+{
+    return atomic_load_explicit(&((struct item *)it)->vst, memory_order_relaxed) &
+           VST_VLEN;
+}
+
 static inline size_t item_vbytes(const struct item *it)
 {
-    return it->flags & F_BLOB ? sizeof(core_blob *) : it->vlen;
+    return it->flags & F_BLOB ? sizeof(core_blob *) : item_vlen(it);
 }
 
 static inline unsigned char *item_tags(struct item *it)
@@ -253,14 +267,24 @@ static inline uint64_t item_hash(struct item *it)
     return hash_key(it->data, it->klen);
 }
 
-static inline uint8_t st_get(struct item *it)
+static inline uint16_t st_get(struct item *it)
+{
+    return atomic_load_explicit(&it->vst, memory_order_relaxed);
+}
+
+static inline uint8_t fq_get(struct item *it)
 {
     return atomic_load_explicit(&it->freq, memory_order_relaxed);
 }
 
+static inline void fq_set(struct item *it, unsigned f)
+{
+    atomic_store_explicit(&it->freq, (uint8_t)f, memory_order_relaxed);
+}
+
 static inline struct queue *q_of(struct shard *sh, struct item *it)
 {
-    return (st_get(it) & FQ_INM) ? &sh->m : &sh->s;
+    return (st_get(it) & VST_INM) ? &sh->m : &sh->s;
 }
 
 /* ---- shard.c: everything below runs with the shard's lock held ---- */

@@ -64,10 +64,48 @@ strata_value *core_value_alloc(size_t len)
     return v;
 }
 
+/* Copy up to 64 bytes with a few overlapping fixed-size moves, never
+ * touching a byte outside [src, src + n): the common small value costs no
+ * call into the C library. */
+static inline void copy_small(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 16) {
+        unsigned char a[16], b[16], c[16], e[16];
+        if (n <= 32) {
+            memcpy(a, s, 16);
+            memcpy(b, s + n - 16, 16);
+            memcpy(d, a, 16);
+            memcpy(d + n - 16, b, 16);
+            return;
+        }
+        memcpy(a, s, 16);
+        memcpy(b, s + 16, 16);
+        memcpy(c, s + n - 32, 16);
+        memcpy(e, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + 16, b, 16);
+        memcpy(d + n - 32, c, 16);
+        memcpy(d + n - 16, e, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
 strata_value *core_value_copy(const void *data, size_t len)
 {
     strata_value *v = core_value_alloc(len);
-    if (v && len) memcpy(v->inline_buf, data, len);
+    if (v == NULL) return NULL;
+    if (len <= 64)
+        copy_small(v->inline_buf, data, len);
+    else
+        memcpy(v->inline_buf, data, len);
     return v;
 }
 
