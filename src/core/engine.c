@@ -558,6 +558,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         atomic_store_explicit(&xi->slot[free_pos], slot, memory_order_release);
     }
     shard_q_push(sh, q_of(sh, it), id, it, charge);
+    if (item_exp(it) != EXP_NEVER || it->ntags) sh->mortal++;
     shard_locked_charge(e, sh, (int64_t)charge, 1);
     shard_locked_make_room(e, sh, now);
     pthread_mutex_unlock(&sh->lock);
@@ -726,7 +727,10 @@ long engine_sweep(engine *e, size_t budget)
         uint64_t now = enow(e);
         struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
         uint32_t pos = sh->sweep_pos % x->n;
-        for (size_t k = 0; k < budget && k < x->n; k++) {
+        /* Nothing here can expire or be invalidated by a tag: reading every
+         * item header would only push useful lines out of the CPU caches. */
+        size_t todo = sh->mortal ? budget : 0;
+        for (size_t k = 0; k < todo && k < x->n; k++) {
             uint64_t s = atomic_load_explicit(&x->slot[pos], memory_order_relaxed);
             uint32_t id = (uint32_t)s;
             if (id) {

@@ -303,6 +303,7 @@ void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *
     q_unlink(sh, q_of(sh, it), it, charge);
     st_update(it, VST_LIVE, 0);
     shard_locked_charge(e, sh, -(int64_t)charge, -1);
+    if (item_exp(it) != EXP_NEVER || it->ntags) sh->mortal--;
     if (it->ntags) {
         tag_rec *recs[ENGINE_TAGS_MAX];
         unsigned char *p = item_tags(it);

@@ -128,6 +128,7 @@ struct shard {
     uint32_t sweep_pos;
     uint64_t bytes; /* charged to this shard */
     uint64_t items;
+    uint64_t mortal; /* items that can die on their own (a TTL or tags) */
 } __attribute__((aligned(64)));
 
 struct stripe {

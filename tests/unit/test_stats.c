@@ -528,3 +528,24 @@ Test(stats, a_tag_invalidation_does_not_touch_later_sets)
     cr_assert_eq(get(c, "a"), STRATA_OK);
     strata_close(s);
 }
+
+/* A cache without a TTL still has entries that can die: tagged ones. The
+ * sweeper skips shards holding nothing that can expire or be invalidated, so
+ * it must count tagged entries as such, or it never reclaims them. */
+Test(stats, sweep_reclaims_tag_invalidated_entries_in_a_cache_without_ttl)
+{
+    strata *s = open_yaml("caches:\n  forever:\n    ttl: never\n");
+    strata_cache *c = strata_cache_get(s, "forever");
+    cr_assert_not_null(c);
+    const char *t[] = {"t"};
+    strata_set_opts o = {.tags = t, .ntags = 1};
+    cr_assert_eq(strata_set(c, "tagged", 6, "x", 1, &o), STRATA_OK);
+    cr_assert_eq(strata_set(c, "plain", 5, "y", 1, NULL), STRATA_OK);
+    cr_assert_eq(strata_invalidate_tags(c, t, 1), 1);
+    strata_sweep_now(s);
+    strata_stats st;
+    strata_cache_stats(c, &st);
+    strata_close(s);
+    cr_assert_eq(st.items, 1, "the invalidated entry is still stored (items %lu)",
+                 (unsigned long)st.items);
+}
