@@ -10,6 +10,7 @@
  * every row, at or below S3-FIFO on the zipf and web rows.
  *
  * usage: bench-trace-replay [TRACE_DIR]
+ * Exits 0 whatever the verdicts (they are printed); 1 only on a bad argument.
  *   TRACE_DIR defaults to $STRATA_TRACES, then ../shared/traces next to the
  *   source tree. Missing traces are reported and skipped.
  */
@@ -203,5 +204,8 @@ int main(int argc, char **argv)
     if (missing)
         printf("\n%d trace file(s) absent: those rows were not measured.\n", missing);
     printf("\n%d/%d rows meet the target\n", rows - fails, rows);
-    return fails ? 1 : 0;
+    printf("RESULT name=target_trace_replay value=%d/%d status=%s\n", rows - fails,
+           rows, fails || rows == 0 ? "FAIL" : "PASS");
+    /* A missed target is reported, not an error (bench/run-all.sh). */
+    return 0;
 }
