@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "strata.h"
 
@@ -152,7 +153,63 @@ struct strata_value {
     unsigned char inline_buf[];
 };
 
-strata_value *core_value_copy(const void *data, size_t len); /* copy-out */
+/* Handles of small values are recycled through a per-thread stack (value.c),
+ * so a hit allocates nothing; the copy of up to 64 bytes is a few overlapping
+ * fixed-size moves that never touch a byte outside [src, src + n). */
+#define CORE_VCACHE_MAX 16
+struct core_vcache {
+    unsigned n;
+    bool registered; /* the thread-exit destructor knows about this stack */
+    strata_value *v[CORE_VCACHE_MAX];
+};
+extern __thread struct core_vcache core_vc __attribute__((tls_model("initial-exec")));
+
+static inline void core_copy_small(unsigned char *d, const unsigned char *s, size_t n)
+{
+    if (n >= 16) {
+        unsigned char a[16], b[16], c[16], e[16];
+        if (n <= 32) {
+            memcpy(a, s, 16);
+            memcpy(b, s + n - 16, 16);
+            memcpy(d, a, 16);
+            memcpy(d + n - 16, b, 16);
+            return;
+        }
+        memcpy(a, s, 16);
+        memcpy(b, s + 16, 16);
+        memcpy(c, s + n - 32, 16);
+        memcpy(e, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + 16, b, 16);
+        memcpy(d + n - 32, c, 16);
+        memcpy(d + n - 16, e, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
+
+strata_value *core_value_copy_slow(const void *data, size_t len);
+
+/* Copy-out of a value into a new handle. */
+static inline strata_value *core_value_copy(const void *data, size_t len)
+{
+    if (__builtin_expect(len <= 64 && core_vc.n > 0, 1)) {
+        strata_value *v = core_vc.v[--core_vc.n];
+        v->data = v->inline_buf;
+        v->len = len;
+        v->blob = NULL;
+        core_copy_small(v->inline_buf, data, len);
+        return v;
+    }
+    return core_value_copy_slow(data, len);
+}
 strata_value *core_value_alloc(size_t len);  /* uninitialised inline buffer */
 strata_value *core_value_blob(core_blob *b); /* takes a new reference */
 

@@ -17,22 +17,16 @@
 
 #define BLOB_MAGIC 0x626c6f62u /* "blob" */
 #define SMALL_CAP ENGINE_INLINE_MAX
-#define CACHE_MAX 16
-
-struct vcache {
-    unsigned n;
-    bool registered; /* the thread-exit destructor knows about us */
-    strata_value *v[CACHE_MAX];
-};
 
 /* In the thread's static TLS block: one instruction away, no NULL check. */
-static __thread struct vcache tls_vc __attribute__((tls_model("initial-exec")));
+__thread struct core_vcache core_vc __attribute__((tls_model("initial-exec")));
+#define tls_vc core_vc
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 static void cache_gone(void *p)
 {
-    struct vcache *c = p;
+    struct core_vcache *c = p;
     for (unsigned i = 0; i < c->n; i++)
         free(c->v[i]);
     c->n = 0;
@@ -64,46 +58,12 @@ strata_value *core_value_alloc(size_t len)
     return v;
 }
 
-/* Copy up to 64 bytes with a few overlapping fixed-size moves, never
- * touching a byte outside [src, src + n): the common small value costs no
- * call into the C library. */
-static inline void copy_small(unsigned char *d, const unsigned char *s, size_t n)
-{
-    if (n >= 16) {
-        unsigned char a[16], b[16], c[16], e[16];
-        if (n <= 32) {
-            memcpy(a, s, 16);
-            memcpy(b, s + n - 16, 16);
-            memcpy(d, a, 16);
-            memcpy(d + n - 16, b, 16);
-            return;
-        }
-        memcpy(a, s, 16);
-        memcpy(b, s + 16, 16);
-        memcpy(c, s + n - 32, 16);
-        memcpy(e, s + n - 16, 16);
-        memcpy(d, a, 16);
-        memcpy(d + 16, b, 16);
-        memcpy(d + n - 32, c, 16);
-        memcpy(d + n - 16, e, 16);
-    } else if (n >= 8) {
-        uint64_t a, b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
-    } else {
-        for (size_t i = 0; i < n; i++)
-            d[i] = s[i];
-    }
-}
-
-strata_value *core_value_copy(const void *data, size_t len)
+strata_value *core_value_copy_slow(const void *data, size_t len)
 {
     strata_value *v = core_value_alloc(len);
     if (v == NULL) return NULL;
     if (len <= 64)
-        copy_small(v->inline_buf, data, len);
+        core_copy_small(v->inline_buf, data, len);
     else
         memcpy(v->inline_buf, data, len);
     return v;
@@ -134,7 +94,7 @@ size_t strata_value_len(const strata_value *v)
 void strata_value_release(strata_value *v)
 {
     if (v == NULL) return;
-    if (v->blob == NULL && v->cap == SMALL_CAP && tls_vc.n < CACHE_MAX) {
+    if (v->blob == NULL && v->cap == SMALL_CAP && tls_vc.n < CORE_VCACHE_MAX) {
         if (__builtin_expect(!tls_vc.registered, 0)) {
             pthread_once(&cache_once, make_key);
             (void)pthread_setspecific(cache_key, &tls_vc);
