@@ -71,7 +71,9 @@ static inline struct ebr_rec *ebr_rec(void)
 static inline void ebr_enter_rec(struct ebr_rec *r)
 {
     if (r->depth++ == 0) {
-        uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_relaxed);
+        /* Acquire: on weakly ordered CPUs the epoch read must not be
+         * satisfied after the reads of shared memory that follow. */
+        uint64_t e = atomic_load_explicit(&ebr_global_epoch, memory_order_acquire);
         /* The announcement must be visible before any pointer a writer may
          * retire is read: membarrier() on the writer's side, or an exchange. */
         if (ebr_asym) {
@@ -243,9 +245,17 @@ int engine_get(engine *e, const void *key, size_t klen, strata_value **out);
 /* engine_get that moves the hit/miss counters only when `count`. */
 int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
                   bool count);
-/* Store a blob without copying it (the caller keeps its reference). */
+/* A last check made under the shard lock just before a value is published:
+ * true cancels the store (single flight: an invalidation won the race). */
+typedef struct engine_veto {
+    bool (*fn)(void *ud);
+    void *ud;
+} engine_veto;
+
+/* Store a blob without copying it (the caller keeps its reference). Returns
+ * STRATA_MISS, storing nothing, when `veto` (may be NULL) says so. */
 int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
-                    const strata_set_opts *opts);
+                    const strata_set_opts *opts, const engine_veto *veto);
 /* Take the clock's current reading as the origin of expiry (after the clock
  * changed, before use). */
 void engine_rebase(engine *e);
@@ -269,8 +279,7 @@ void engine_flights_poison_glob(engine *e, const char *glob);
 void engine_flights_poison_all(engine *e);
 bool engine_tags_invalidated_since(engine *e, const char *const *tags, size_t n,
                                    uint64_t since);
-/* Remove `key` without moving the delete counter. */
-void engine_remove_quiet(engine *e, const void *key, size_t klen);
+
 /* How many callers are waiting on the flight for `key` (tests). */
 long engine_flight_waiters(engine *e, const void *key, size_t klen);
 

@@ -40,6 +40,9 @@ static pthread_once_t rec_once = PTHREAD_ONCE_INIT;
 static void thread_gone(void *p)
 {
     struct ebr_rec *r = p;
+    /* Another thread may adopt the record now: a later use by this thread
+     * (from another key's destructor) must take a record of its own. */
+    ebr_my_rec = NULL;
     atomic_store_explicit(&r->state, 0, memory_order_release);
     atomic_store_explicit(&r->in_use, 0, memory_order_release);
 }

@@ -4,6 +4,7 @@
  * The layout, the locking and the eviction policy are described in shard.h;
  * the work done under a shard's lock is in shard.c.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,19 +124,18 @@ engine *engine_new(const engine_conf *c)
     e->tags = tag_reg_new();
     e->flights = flights_new();
     if (e->name == NULL || e->tags == NULL || e->flights == NULL) goto fail;
-    /* Size each shard's index for its share of max_items (5% slack for
-     * imbalance) at 80% load, so a count-bounded cache never resizes. */
-    uint64_t per =
-        e->max_items ? (e->max_items + ns - 1) / ns : c->max_memory / ns / 512;
-    /* A byte-bounded cache starts small and grows its index with its data,
-     * so a cache far from full keeps a compact, cache-friendly index. */
-    if (!e->max_items) per = 16;
+    /* A count-bounded cache sizes each shard's index for its share of
+     * max_items at ~76% load, so it never grows; no more than max_memory
+     * could hold, though (a tiny item and its slot take 32 bytes), or the
+     * index alone would leave no room for values. A byte-bounded cache
+     * starts small and grows its index with its data, so a cache far from
+     * full keeps a compact, cache-friendly index. */
+    uint64_t per = e->max_items ? e->max_items / ns + 1 : 16;
+    uint64_t per_mem = c->max_memory / ns / 32;
+    if (per > per_mem) per = per_mem > 16 ? per_mem : 16;
     /* Keys spread over shards binomially: three standard deviations of
      * slack keep a shard from outgrowing its index. */
-    uint64_t sd = 1;
-    while (sd * sd < per)
-        sd++;
-    per += 3 * sd + 8;
+    per += 3 * (uint64_t)sqrt((double)per) + 8;
     uint64_t n = per * 5 / 4 + 16;
     if (n > UINT32_MAX / 2) n = UINT32_MAX / 2;
     for (unsigned i = 0; i < ns; i++) {
@@ -397,8 +397,22 @@ static uint64_t expiry(engine *e, const strata_set_opts *o, uint64_t now)
 
 /* Store: `val` is copied unless `blob` (a reference the callee takes) is given;
  * `owned` (malloc'd, may equal val) is freed by the callee. */
+/* Undo an item built under the shard lock but never published. */
+static void locked_unbuild(engine *e, struct shard *sh, uint32_t id, struct item *it)
+{
+    if (it->ntags) {
+        tag_rec *recs[ENGINE_TAGS_MAX];
+        unsigned char *p = item_tags(it);
+        for (unsigned i = 0; i < it->ntags; i++)
+            memcpy(&recs[i], p + 16 * i, sizeof recs[i]);
+        tag_reg_unlive(e->tags, recs, it->ntags);
+    }
+    shard_item_free(e, sh, id);
+}
+
 static int store(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
-                 core_blob *blob, void *owned, const strata_set_opts *o)
+                 core_blob *blob, void *owned, const strata_set_opts *o,
+                 const engine_veto *veto)
 {
     int rc = STRATA_OK;
     void *cbuf = NULL;
@@ -510,7 +524,12 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     charge = item_charge(sh, id, it);
 
     /* Find the key, remembering the first reusable slot. */
-    shard_locked_index_room(e, sh);
+    if (shard_locked_index_room(e, sh) != 0) {
+        locked_unbuild(e, sh, id, it);
+        pthread_mutex_unlock(&sh->lock);
+        rc = STRATA_ENOMEM;
+        goto out;
+    }
     struct index *xi = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     uint32_t pos = home(h, xi->n), fp = (uint32_t)(h >> 32);
     int64_t free_pos = -1;
@@ -532,6 +551,14 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
             }
         }
         if (++pos == xi->n) pos = 0;
+    }
+    /* The veto runs under the lock: an invalidation that poisons before it
+     * is seen here, one that poisons after it removes what we publish. */
+    if (free_pos < 0 || (veto && veto->fn(veto->ud))) {
+        locked_unbuild(e, sh, id, it);
+        pthread_mutex_unlock(&sh->lock);
+        rc = free_pos < 0 ? STRATA_ENOMEM : STRATA_MISS;
+        goto out;
     }
     uint64_t slot = (uint64_t)fp << 32 | id;
     if (old) {
@@ -580,20 +607,20 @@ out:
 int engine_set(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
                const strata_set_opts *opts)
 {
-    return store(e, key, klen, val, vlen, NULL, NULL, opts);
+    return store(e, key, klen, val, vlen, NULL, NULL, opts, NULL);
 }
 
 int engine_set_take(engine *e, const void *key, size_t klen, void *val, size_t vlen,
                     const strata_set_opts *opts)
 {
-    return store(e, key, klen, val, vlen, NULL, val, opts);
+    return store(e, key, klen, val, vlen, NULL, val, opts, NULL);
 }
 
 int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
-                    const strata_set_opts *opts)
+                    const strata_set_opts *opts, const engine_veto *veto)
 {
     core_blob_ref(b);
-    return store(e, key, klen, b->data, b->len, b, NULL, opts);
+    return store(e, key, klen, b->data, b->len, b, NULL, opts, veto);
 }
 
 static int delete_key(engine *e, const void *key, size_t klen, bool count)
@@ -620,11 +647,6 @@ static int delete_key(engine *e, const void *key, size_t klen, bool count)
 int engine_delete(engine *e, const void *key, size_t klen)
 {
     return delete_key(e, key, klen, true);
-}
-
-void engine_remove_quiet(engine *e, const void *key, size_t klen)
-{
-    (void)delete_key(e, key, klen, false);
 }
 
 bool engine_tags_invalidated_since(engine *e, const char *const *tags, size_t n,

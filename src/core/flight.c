@@ -18,12 +18,14 @@
  * matching glob, a clear, or a tag the value turns out to carry) may have
  * been meant for exactly the data the loader is reading, so its value must
  * not stay cached. Invalidations poison the matching flights before they
- * remove entries; the loader's caller stores the value, then checks for
- * poison (and for its tags' invalidation since the load started) and removes
- * what it stored if either happened. Whichever order the two run in, the
- * value does not survive the invalidation. The callers still get the value:
- * they asked before the invalidation. A loader that calls get_or_set on its own key
- * would wait on itself forever: that is refused with STRATA_EINVAL.
+ * remove entries (under the shard locks); the loader's store checks for
+ * poison, and for its tags' invalidation since the load started, under the
+ * shard lock just before it publishes, and stores nothing if either
+ * happened. If the check comes first, the invalidation's removal follows and
+ * removes the value; if the poison comes first, the check sees it. No get
+ * that starts after the invalidation returned sees the value. The callers still get the
+ * value: they asked before the invalidation. A loader that calls get_or_set on its own
+ * key would wait on itself forever: that is refused with STRATA_EINVAL.
  *
  * Locking: one mutex per engine guards the table and every flight's fields.
  */
@@ -49,7 +51,7 @@ struct flight {
     unsigned refs;
     long waiters;
     bool done;
-    bool poisoned;
+    _Atomic bool poisoned; /* set under the table lock, read under a shard lock */
     int err;
     core_blob *blob;
     unsigned char key[];
@@ -127,6 +129,22 @@ static int locked_wait(engine *e, struct flights *fs, struct flight *f,
     return r;
 }
 
+struct veto_ctx {
+    engine *e;
+    struct flight *f;
+    uint64_t since;
+    const strata_set_opts *lo;
+};
+
+/* Called by the store under the shard lock, just before it publishes. */
+static bool vetoed(void *ud)
+{
+    struct veto_ctx *v = ud;
+    if (atomic_load(&v->f->poisoned)) return true;
+    return v->lo->ntags &&
+           engine_tags_invalidated_since(v->e, v->lo->tags, v->lo->ntags, v->since);
+}
+
 int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader load,
                       void *ud, const strata_set_opts *opts, strata_value **out)
 {
@@ -174,12 +192,15 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
     /* A flight that finished between our miss and our lock stored the value:
      * look again before loading (not counted: the miss was). */
     core_blob *blob = NULL;
-    bool stored = false;
     strata_set_opts lo = opts ? *opts : (strata_set_opts){0};
     r = engine_lookup(e, key, klen, out, false);
     if (r == STRATA_OK) {
         blob = core_blob_new(strata_value_data(*out), strata_value_len(*out));
-        r = blob ? STRATA_OK : STRATA_ENOMEM;
+        if (blob == NULL) {
+            strata_value_release(*out);
+            *out = NULL;
+            r = STRATA_ENOMEM;
+        }
     } else {
         void *val = NULL;
         size_t vlen = 0;
@@ -192,9 +213,12 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
             if (blob == NULL) {
                 r = STRATA_ENOMEM;
             } else {
-                /* A value too large to keep, or tags it cannot store, is still
-                 * the answer to this call; it is just not cached. */
-                stored = engine_set_blob(e, key, klen, blob, &lo) == STRATA_OK;
+                /* A value too large to keep, tags it cannot store, or a
+                 * value an invalidation overtook (veto) is still the answer
+                 * to this call; it is just not cached. */
+                struct veto_ctx vc = {e, f, since, &lo};
+                engine_veto veto = {vetoed, &vc};
+                (void)engine_set_blob(e, key, klen, blob, &lo, &veto);
                 *out = core_value_blob(blob);
                 r = *out ? STRATA_LOADED : STRATA_ENOMEM;
             }
@@ -207,14 +231,10 @@ int engine_get_or_set(engine *e, const void *key, size_t klen, strata_loader loa
     f->blob = r < 0 ? NULL : blob;
     blob = r < 0 ? blob : NULL;
     *locked_find(fs, h, key, klen) = f->next;
-    bool poisoned = f->poisoned;
     pthread_cond_broadcast(&f->cond);
     locked_unref(f);
     pthread_mutex_unlock(&fs->lock);
     core_blob_release(blob);
-    if (stored && (poisoned || (lo.ntags && engine_tags_invalidated_since(
-                                                e, lo.tags, lo.ntags, since))))
-        engine_remove_quiet(e, key, klen);
     return r;
 }
 
@@ -226,7 +246,7 @@ static void poison_where(engine *e, flight_pred pred, const void *ud)
     pthread_mutex_lock(&fs->lock);
     for (size_t i = 0; i < NBUCKETS; i++)
         for (struct flight *f = fs->b[i]; f; f = f->next)
-            if (pred(f, ud)) f->poisoned = true;
+            if (pred(f, ud)) atomic_store(&f->poisoned, true);
     pthread_mutex_unlock(&fs->lock);
 }
 

@@ -153,19 +153,26 @@ static void ghost_resize(engine *e, struct shard *sh, uint32_t gn)
 }
 
 /* Keep (used + tombstones) <= 85% of the slots. */
-void shard_locked_index_room(engine *e, struct shard *sh)
+int shard_locked_index_room(engine *e, struct shard *sh)
 {
     struct index *x = atomic_load_explicit(&sh->idx, memory_order_relaxed);
     uint64_t occ = (uint64_t)sh->used + sh->tomb + 1;
-    if (occ * 100 <= (uint64_t)x->n * 85) return;
-    uint32_t n = x->n;
+    if (occ * 100 <= (uint64_t)x->n * 85) return 0;
+    uint32_t n = x->n, old_n = x->n;
     /* Grow by half when live entries pass 70% (linear probing slows down
      * sharply above that); below, dropping the tombstones is enough. A
      * count-bounded index is sized up front at 76% for its share of
      * max_items (memory per item matters there) and grows only past 80%. */
     unsigned grow_at = e->max_items ? 80 : 70;
     if ((uint64_t)(sh->used + 1) * 100 > (uint64_t)n * grow_at) n = n + n / 2 + 16;
-    if (locked_rebuild(e, sh, n) == 0 && n != x->n) ghost_resize(e, sh, n / 2 | 1);
+    if (locked_rebuild(e, sh, n) == 0) {
+        /* x may be gone already (retired, or freed when memory was short). */
+        if (n != old_n) ghost_resize(e, sh, n / 2 | 1);
+        return 0;
+    }
+    /* No memory for a new index: carry on while the old one still has a
+     * free slot for this insert, else the insert must fail. */
+    return occ < old_n ? 0 : -1;
 }
 
 /* --------------------------------------------------------------- ghost */

@@ -293,7 +293,9 @@ static inline struct queue *q_of(struct shard *sh, struct item *it)
 struct index *shard_index_new(uint32_t n, bool huge);
 void shard_index_free(struct index *x);
 void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items);
-void shard_locked_index_room(engine *e, struct shard *sh);
+/* Make room in the index for one more entry: 0, or -1 when it is full and
+ * no larger index could be allocated. */
+int shard_locked_index_room(engine *e, struct shard *sh);
 int shard_locked_ghost_take(struct shard *sh, uint64_t h);
 void shard_q_push(struct shard *sh, struct queue *q, uint32_t id, struct item *it,
                   uint64_t charge);

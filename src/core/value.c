@@ -30,6 +30,7 @@ static void cache_gone(void *p)
     for (unsigned i = 0; i < c->n; i++)
         free(c->v[i]);
     c->n = 0;
+    c->registered = false; /* a later push registers again */
 }
 
 static void make_key(void)

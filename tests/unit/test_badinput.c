@@ -246,8 +246,9 @@ Test(badinput, value_larger_than_max_memory_is_e2big)
 Test(badinput, value_that_cannot_fit_beside_the_index_is_e2big)
 {
     /* max_memory counts the cache's own index too, so a value that fits in
-     * max_memory but not beside the index can never be held. The set must say so (E2BIG) and leave the
-     * other entries alone -- not answer OK, flush the cache and drop it. */
+     * max_memory but not beside the index can never be held. The set must say so
+     * (E2BIG) and leave the other entries alone -- not answer OK, flush the cache and
+     * drop it. */
     strata *s = open_yaml("caches:\n  tiny:\n    max_memory: 1MB\n");
     strata_cache *c = cache(s, "tiny");
     for (int i = 0; i < 10; i++) {
@@ -434,4 +435,24 @@ Test(badinput, open_bad_values)
                   "out of range");
     open_fails_at("caches:\n  a:\n    loader_timeout: 0s\n", 3, "loader_timeout");
     open_fails_at("caches:\n", 1, "no caches defined");
+}
+
+/* Regression: a count-bounded cache sized its index for max_items alone, so a
+ * max_items far beyond what max_memory can hold made the index fill
+ * max_memory and every set fail with E2BIG. */
+Test(badinput, huge_max_items_in_small_memory_still_stores)
+{
+    strata *s =
+        open_yaml("caches:\n  c:\n    max_memory: 1MB\n    max_items: 50000000\n");
+    strata_cache *c = cache(s, "c");
+    int rc = strata_set(c, "k", 1, "v", 1, NULL);
+    strata_value *v = NULL;
+    int g = strata_get(c, "k", 1, &v);
+    strata_value_release(v);
+    strata_stats st;
+    strata_cache_stats(c, &st);
+    strata_close(s);
+    cr_assert_eq(rc, STRATA_OK, "set gave %s", strata_errname(rc));
+    cr_assert_eq(g, STRATA_OK);
+    cr_assert_leq(st.bytes, st.max_bytes);
 }

@@ -564,3 +564,70 @@ Test(singleflight, unrelated_invalidation_during_load_keeps_the_value)
     strata_value_release(v);
     strata_close(s);
 }
+
+/* ---- regression: a stale load was visible between its store and its undo ---
+ * The loader's store used to publish first and check for poison afterwards,
+ * so a get that started after strata_delete() returned could still see the
+ * value loaded before it, for a moment. A reader spins on the key from the
+ * moment the delete returns until the load is over: it must never hit. */
+
+struct race {
+    strata_cache *c;
+    char key[32];
+    atomic_int started, release, done;
+    int rc;
+};
+
+static int race_loader(void *ud, const void *key, size_t klen, void **val, size_t *vlen,
+                       strata_set_opts *opts)
+{
+    (void)key;
+    (void)klen;
+    (void)opts;
+    struct race *r = ud;
+    atomic_store(&r->started, 1);
+    uint64_t t0 = mono_ms();
+    while (!atomic_load(&r->release) && mono_ms() - t0 < POLL_LIMIT_MS)
+        ;
+    *val = strdup("stale");
+    *vlen = 5;
+    return 0;
+}
+
+static void *race_caller(void *arg)
+{
+    struct race *r = arg;
+    strata_value *v = NULL;
+    r->rc = strata_get_or_set(r->c, r->key, strlen(r->key), race_loader, r, NULL, &v);
+    strata_value_release(v);
+    atomic_store(&r->done, 1);
+    return NULL;
+}
+
+Test(singleflight, no_get_after_delete_sees_the_value_loaded_before_it)
+{
+    strata_cache *c;
+    strata *s = open_yaml(CONF_DEFAULT, "sf", &c);
+    int stale_hits = 0;
+    for (int i = 0; i < 2000 && stale_hits == 0; i++) {
+        struct race r = {.c = c};
+        snprintf(r.key, sizeof r.key, "race:%d", i);
+        pthread_t th;
+        cr_assert_eq(pthread_create(&th, NULL, race_caller, &r), 0);
+        uint64_t t0 = mono_ms();
+        while (!atomic_load(&r.started) && mono_ms() - t0 < POLL_LIMIT_MS)
+            ;
+        strata_delete(c, r.key, strlen(r.key));
+        atomic_store(&r.release, 1);
+        /* Every get from here on starts after the delete returned. */
+        for (int spins = 0; !atomic_load(&r.done) || spins < 50; spins++) {
+            strata_value *v = NULL;
+            if (strata_get(c, r.key, strlen(r.key), &v) == STRATA_OK) stale_hits++;
+            strata_value_release(v);
+        }
+        pthread_join(th, NULL);
+        cr_assert_eq(r.rc, STRATA_LOADED);
+    }
+    strata_close(s);
+    cr_assert_eq(stale_hits, 0, "a get after the delete saw the stale loaded value");
+}
