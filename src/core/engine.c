@@ -462,17 +462,18 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
             sv = blob->data;
         }
     }
-    /* Tags, each once. */
+    /* Tags, each once. (ntags counts only references actually acquired: the
+     * exit path gives those back.) */
     const char *uniq[ENGINE_TAGS_MAX];
-    ntags = 0;
+    size_t nuniq = 0;
     for (size_t i = 0; o && i < o->ntags; i++) {
         size_t j = 0;
-        while (j < ntags && strcmp(uniq[j], o->tags[i]) != 0)
+        while (j < nuniq && strcmp(uniq[j], o->tags[i]) != 0)
             j++;
-        if (j == ntags) uniq[ntags++] = o->tags[i];
+        if (j == nuniq) uniq[nuniq++] = o->tags[i];
     }
     size_t isize = sizeof(struct item) + klen +
-                   (use_blob ? sizeof(core_blob *) : slen) + ntags * 16;
+                   (use_blob ? sizeof(core_blob *) : slen) + nuniq * 16;
     uint32_t ssize = slab_size_for((uint32_t)(isize > UINT32_MAX ? 0 : isize));
     uint64_t charge = ssize + (use_blob ? sizeof(core_blob) + blob->len : 0);
     /* What the index and ghost take is not available to values. */
@@ -481,11 +482,11 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
         rc = STRATA_E2BIG;
         goto out;
     }
-    if (ntags && tag_reg_acquire(e->tags, uniq, ntags, recs, vers) != 0) {
-        ntags = 0;
+    if (nuniq && tag_reg_acquire(e->tags, uniq, nuniq, recs, vers) != 0) {
         rc = STRATA_ENOMEM;
         goto out;
     }
+    ntags = nuniq;
 
     uint64_t h = hash_key(key, klen);
     struct shard *sh = shard_of(e, h);

@@ -456,3 +456,26 @@ Test(badinput, huge_max_items_in_small_memory_still_stores)
     cr_assert_eq(g, STRATA_OK);
     cr_assert_leq(st.bytes, st.max_bytes);
 }
+
+/* Regression: a tagged value refused as too large gave back tag references it
+ * had never taken (uninitialised pointers) and crashed. */
+Test(badinput, tagged_value_too_large_is_e2big_without_crash)
+{
+    strata *s = open_yaml("caches:\n  tiny:\n    max_memory: 1MB\n");
+    strata_cache *c = cache(s, "tiny");
+    /* Not larger than max_memory itself (refused before the tags are
+     * looked at) but too large beside the index: refused after. */
+    size_t n = (1u << 20) - 10;
+    unsigned char *big = calloc(1, n);
+    const char *tags[] = {"a", "b", "a"};
+    strata_set_opts o = {.tags = tags, .ntags = 3};
+    int rc = strata_set(c, "big", 3, big, n, &o);
+    /* The tags still work afterwards. */
+    int ok = strata_set(c, "small", 5, "v", 1, &o);
+    long inv = strata_invalidate_tags(c, tags, 2);
+    free(big);
+    strata_close(s);
+    cr_assert_eq(rc, STRATA_E2BIG, "set gave %s", strata_errname(rc));
+    cr_assert_eq(ok, STRATA_OK);
+    cr_assert_eq(inv, 1);
+}
