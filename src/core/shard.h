@@ -21,8 +21,9 @@
  * prev/next link the item in its shard's S or M queue and are touched only
  * under the shard lock; every other field is written before the item is
  * published in the index (release store) and never again, except freq, an
- * atomic byte that hits bump with a relaxed CAS only while it is below 3 (a
- * hot item's line then stays shared between cores).
+ * atomic byte that hits bump with a plain relaxed store only while it is
+ * below 3 (no locked instruction; a hot item's line then stays shared between
+ * cores), and the state bits of vst (queue, live, expiry counted).
  *
  * Readers (get) take no lock: inside an epoch they load the index pointer,
  * probe, compare the key, check expiry and tag versions, and copy the value
@@ -62,7 +63,6 @@
 /* item flags: written before the item is published, then immutable */
 #define F_BLOB 0x01u
 #define F_CODEC 0x0cu /* codec << 2 */
-/* the atomic state byte: readers bump the frequency (CAS), writers the rest */
 /* vst: the value length and the state bits, one atomic 16-bit word. Readers
  * only load it (and set VST_SEEN with an atomic OR); writers change the state
  * bits with CAS under the shard lock. */
