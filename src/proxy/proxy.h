@@ -1,0 +1,39 @@
+/*
+ * proxy.h -- the HTTP caching policy (src/proxy): what the rest of strata may
+ * use. For now: parsing Cache-Control (RFC 9111 section 5.2). The proxy
+ * itself (`strata serve`) builds on it.
+ */
+#ifndef STRATA_PROXY_H
+#define STRATA_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Delta-seconds are capped at 2^31 (RFC 9111 section 1.2.2). */
+#define CC_DELTA_MAX 2147483648LL
+
+/* Parsed Cache-Control directives of a request or a response. A delta of -1
+ * means the directive is absent. Flags for directives that may carry a list
+ * of field names (no-cache, private) are set for the bare and the qualified
+ * form alike; the qualified form also sets *_fields. */
+typedef struct cc_directives {
+    int64_t max_age, s_maxage, stale_while_revalidate, stale_if_error;
+    int64_t max_stale, min_fresh; /* request; max_stale without a value: CC_DELTA_MAX */
+    bool no_store, no_cache, no_cache_fields, private_, private_fields, public_;
+    bool must_revalidate, proxy_revalidate, must_understand, no_transform;
+    bool immutable, only_if_cached;
+    /* A directive repeated with different values, or with a value that is not
+     * a delta-seconds (max-age=abc): RFC 9111 says to treat the response as
+     * stale, so freshness must not come from it. */
+    bool invalid;
+} cc_directives;
+
+/* Parse one or more Cache-Control field values (call once per header line,
+ * or once with the lines joined by ", "). `len` bytes of `s`, not
+ * NUL-terminated. Unknown directives are ignored. Never fails: what cannot be
+ * parsed is skipped, and marks `invalid` if it was a known directive. */
+void cc_init(cc_directives *cc);
+void cc_parse(cc_directives *cc, const char *s, size_t len);
+
+#endif /* STRATA_PROXY_H */
