@@ -36,4 +36,15 @@ typedef struct cc_directives {
 void cc_init(cc_directives *cc);
 void cc_parse(cc_directives *cc, const char *s, size_t len);
 
+/* Normalise the path of an origin-form request target for the cache key and
+ * route matching (RFC 3986 section 6.2.2): percent-encoded unreserved
+ * characters are decoded, other percent-encodings get upper-case hex, dot
+ * segments are removed (section 5.2.4); slashes are kept as they are, so
+ * "/a//b" stays. `in` is the path only (no query), `len` bytes. `out` needs
+ * room for `len` bytes; *outlen gets the result's length.
+ * Returns 0, or -1 for a path strata refuses (400): not starting with "/", a
+ * "%" not followed by two hex digits, a control byte, a space or a byte
+ * >= 0x7f. */
+int proxy_normalize_path(const char *in, size_t len, char *out, size_t *outlen);
+
 #endif /* STRATA_PROXY_H */
