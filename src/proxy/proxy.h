@@ -47,4 +47,16 @@ void cc_parse(cc_directives *cc, const char *s, size_t len);
  * >= 0x7f. */
 int proxy_normalize_path(const char *in, size_t len, char *out, size_t *outlen);
 
+/* A Range request header (RFC 9110 section 14.2) against a stored
+ * representation of `size` bytes. strata answers one byte range; a header it
+ * does not take (another unit, several ranges, bad syntax) is ignored and
+ * the whole representation is served (200), as the RFC allows. */
+enum range_result {
+    RANGE_IGNORE,       /* serve the whole representation (200) */
+    RANGE_OK,           /* serve [*first, *last] (206) */
+    RANGE_UNSATISFIABLE /* 416 with Content-Range: bytes * / size */
+};
+enum range_result proxy_parse_range(const char *s, size_t len, uint64_t size,
+                                    uint64_t *first, uint64_t *last);
+
 #endif /* STRATA_PROXY_H */
