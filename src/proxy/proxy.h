@@ -59,4 +59,22 @@ enum range_result {
 enum range_result proxy_parse_range(const char *s, size_t len, uint64_t size,
                                     uint64_t *first, uint64_t *last);
 
+/* Tags from a response header (DESIGN "Tags"): Surrogate-Key and xkey are
+ * space-separated, Cache-Tag comma-separated, Cache-Groups (RFC 9875) a
+ * structured-field list of strings. A tag is 1-256 bytes of printable ASCII
+ * without space, comma, quote or backslash. */
+enum tag_syntax { TAGS_SPACE, TAGS_COMMA, TAGS_SF_STRINGS };
+
+/* The syntax of a tag header by name (case-insensitive): Surrogate-Key and
+ * xkey -> SPACE, Cache-Groups -> SF_STRINGS, any other -> COMMA. */
+enum tag_syntax proxy_tag_syntax(const char *name);
+
+/* Call `emit` for each tag in the header value. Returns the number of tags,
+ * or -1 when a tag is not valid (the caller then does not store the object)
+ * or `emit` returned non-zero. Members of a Cache-Groups list that are not
+ * strings are skipped; their parameters are ignored. */
+typedef int (*tag_emit_fn)(void *ud, const char *tag, size_t len);
+int proxy_tags_parse(enum tag_syntax syn, const char *s, size_t len, tag_emit_fn emit,
+                     void *ud);
+
 #endif /* STRATA_PROXY_H */
