@@ -5,12 +5,13 @@
 #   make run        install deps, build, run the demo
 #   make bench      release build, every benchmark (results: docs/benchmarks.md)
 #   make install    install binary, libraries, header, strata.pc (PREFIX=/usr/local)
+#   make fuzz       libFuzzer targets (clang-14), each run FUZZ_TIME seconds (300)
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE  ?= cmake
 DEPS    = scripts/install-deps
 
-.PHONY: all build test tsan run bench install deps clean format
+.PHONY: all build test tsan run bench install deps clean format fuzz
 
 all: build
 
@@ -44,6 +45,26 @@ bench: deps build
 
 install: build
 	$(CMAKE) --install build
+
+FUZZ_TIME ?= 300
+FUZZ_CC   ?= clang-14
+FUZZ_SRCS  = $(wildcard src/proxy/*.c)
+
+# Each target in tests/fuzz/ runs FUZZ_TIME seconds from its corpus in
+# build-fuzz/corpus-NAME; a crash stops make with the reproducer's path.
+fuzz: deps
+	mkdir -p build-fuzz
+	set -e; for f in tests/fuzz/fuzz_*.c; do \
+	    n=$$(basename $$f .c); \
+	    $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
+	        $$f $(FUZZ_SRCS) -o build-fuzz/$$n; \
+	    mkdir -p build-fuzz/corpus-$$n; \
+	    echo "== $$n ($(FUZZ_TIME) s)"; \
+	    build-fuzz/$$n -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/$$n- \
+	        build-fuzz/corpus-$$n > build-fuzz/$$n.log 2>&1 \
+	        || { tail -40 build-fuzz/$$n.log; echo "$$n: FAILED"; exit 1; }; \
+	    grep -E '^Done' build-fuzz/$$n.log; \
+	done
 
 format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c bench/*/*.c examples/*.c
