@@ -102,15 +102,11 @@ bool ebr_safe(uint64_t retired); /* no reader can still see it (no side effects)
 /* Move the global epoch if every reader caught up. Costs a membarrier():
  * call it for a batch of retired memory, not per item. */
 bool ebr_try_advance(void);
-/* A small integer unique among live threads (reused after a thread exits). */
-unsigned ebr_thread_slot(void);
 
 /* ---- glob (glob.c): Redis MATCH grammar, byte-level ---- */
 
 bool core_glob_valid(const char *pat);
 bool core_glob_match(const char *pat, size_t plen, const void *s, size_t slen);
-/* Length of the literal prefix of a glob (bytes before the first special). */
-size_t core_glob_prefix(const char *pat, char *buf, size_t bufsz);
 
 /* ---- compression (compress.c) ---- */
 
@@ -237,10 +233,6 @@ void engine_free(engine *e);
 
 int engine_set(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
                const strata_set_opts *opts);
-/* Like engine_set, but takes ownership of the malloc'd `val` (no copy for large
- * values). `val` is freed whatever the result. */
-int engine_set_take(engine *e, const void *key, size_t klen, void *val, size_t vlen,
-                    const strata_set_opts *opts);
 int engine_get(engine *e, const void *key, size_t klen, strata_value **out);
 /* engine_get that moves the hit/miss counters only when `count`. */
 int engine_lookup(engine *e, const void *key, size_t klen, strata_value **out,
@@ -298,8 +290,5 @@ enum engine_stat {
 void engine_count(engine *e, enum engine_stat st, uint64_t n);
 int64_t engine_loader_timeout_ms(const engine *e);
 bool engine_valid_tags(const strata_set_opts *opts);
-
-/* Memory charged per item beyond key and value (tests, bench). */
-size_t engine_item_overhead(void);
 
 #endif /* STRATA_CORE_H */

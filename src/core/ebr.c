@@ -114,8 +114,3 @@ bool ebr_safe(uint64_t retired)
 {
     return atomic_load_explicit(&ebr_global_epoch, memory_order_acquire) >= retired + 2;
 }
-
-unsigned ebr_thread_slot(void)
-{
-    return ebr_rec()->slot;
-}

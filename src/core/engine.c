@@ -25,11 +25,6 @@ void engine_rebase(engine *e)
     e->base = core_clock_now(e->clock);
 }
 
-size_t engine_item_overhead(void)
-{
-    return sizeof(struct item);
-}
-
 /* ----------------------------------------------------------------- stats */
 
 /* Threads with one of the first STRIPES slots own a stripe and update it
@@ -153,7 +148,7 @@ engine *engine_new(const engine_conf *c)
         sh->ghost = calloc(sh->gn, sizeof *sh->ghost);
         if (sh->ghost == NULL) goto fail;
         uint64_t meta = index_bytes((uint32_t)n) + ghost_bytes(sh->gn);
-        shard_locked_charge(e, sh, (int64_t)meta, 0);
+        engine_charge(e, (int64_t)meta, 0);
         atomic_fetch_add(&e->meta, meta);
     }
     return e;
@@ -395,8 +390,6 @@ static uint64_t expiry(engine *e, const strata_set_opts *o, uint64_t now)
     return x >= EXP_NEVER || x < now ? EXP_NEVER : x;
 }
 
-/* Store: `val` is copied unless `blob` (a reference the callee takes) is given;
- * `owned` (malloc'd, may equal val) is freed by the callee. */
 /* Undo an item built under the shard lock but never published. */
 static void locked_unbuild(engine *e, struct shard *sh, uint32_t id, struct item *it)
 {
@@ -410,9 +403,10 @@ static void locked_unbuild(engine *e, struct shard *sh, uint32_t id, struct item
     shard_item_free(e, sh, id);
 }
 
+/* Store: `val` is copied unless `blob` (a reference the callee takes) is given;
+ * `veto` (may be NULL) can cancel the store at the last moment. */
 static int store(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
-                 core_blob *blob, void *owned, const strata_set_opts *o,
-                 const engine_veto *veto)
+                 core_blob *blob, const strata_set_opts *o, const engine_veto *veto)
 {
     int rc = STRATA_OK;
     void *cbuf = NULL;
@@ -449,9 +443,6 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
             if (cbuf) {
                 blob = core_blob_take(cbuf, slen);
                 cbuf = NULL;
-            } else if (owned && owned == val) {
-                blob = core_blob_take(owned, slen);
-                owned = NULL;
             } else {
                 blob = core_blob_new(sv, slen);
             }
@@ -587,7 +578,7 @@ static int store(engine *e, const void *key, size_t klen, const void *val, size_
     }
     shard_q_push(sh, q_of(sh, it), id, it, charge);
     if (item_exp(it) != EXP_NEVER || it->ntags) sh->mortal++;
-    shard_locked_charge(e, sh, (int64_t)charge, 1);
+    engine_charge(e, (int64_t)charge, 1);
     shard_locked_make_room(e, sh, now);
     pthread_mutex_unlock(&sh->lock);
     engine_count(e, ST_SETS, 1);
@@ -599,7 +590,6 @@ out:
     }
     core_blob_release(blob);
     free(cbuf);
-    free(owned);
     if (e && (rc == STRATA_ENOMEM || rc == STRATA_EBACKEND))
         engine_count(e, ST_ERRORS, 1);
     return rc;
@@ -608,20 +598,14 @@ out:
 int engine_set(engine *e, const void *key, size_t klen, const void *val, size_t vlen,
                const strata_set_opts *opts)
 {
-    return store(e, key, klen, val, vlen, NULL, NULL, opts, NULL);
-}
-
-int engine_set_take(engine *e, const void *key, size_t klen, void *val, size_t vlen,
-                    const strata_set_opts *opts)
-{
-    return store(e, key, klen, val, vlen, NULL, val, opts, NULL);
+    return store(e, key, klen, val, vlen, NULL, opts, NULL);
 }
 
 int engine_set_blob(engine *e, const void *key, size_t klen, core_blob *b,
                     const strata_set_opts *opts, const engine_veto *veto)
 {
     core_blob_ref(b);
-    return store(e, key, klen, b->data, b->len, b, NULL, opts, veto);
+    return store(e, key, klen, b->data, b->len, b, opts, veto);
 }
 
 static int delete_key(engine *e, const void *key, size_t klen, bool count)

@@ -125,19 +125,3 @@ bool core_glob_match(const char *pat, size_t plen, const void *str, size_t slen)
         p++;
     return p == pend;
 }
-
-size_t core_glob_prefix(const char *pat, char *buf, size_t bufsz)
-{
-    size_t n = 0;
-    for (const char *p = pat; *p; p++) {
-        if (*p == '*' || *p == '?' || *p == '[') break;
-        if (*p == '\\') {
-            if (!p[1]) break;
-            p++;
-        }
-        if (n + 1 < bufsz) buf[n] = *p;
-        n++;
-    }
-    if (bufsz) buf[n < bufsz ? n : bufsz - 1] = '\0';
-    return n;
-}

@@ -51,11 +51,9 @@ void shard_index_free(struct index *x)
     }
 }
 
-/* Charge (or refund, with sign) memory to the shard and the engine. */
-void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items)
+/* Charge (or refund, with sign) memory to the engine (the bounds are global). */
+void engine_charge(engine *e, int64_t bytes, int64_t items)
 {
-    sh->bytes += (uint64_t)bytes;
-    sh->items += (uint64_t)items;
     if (bytes)
         atomic_fetch_add_explicit(&e->bytes, (uint64_t)bytes, memory_order_relaxed);
     if (items)
@@ -130,7 +128,7 @@ static int locked_rebuild(engine *e, struct shard *sh, uint32_t n)
     }
     atomic_store_explicit(&sh->idx, x, memory_order_release);
     int64_t d = (int64_t)index_bytes(n) - (int64_t)index_bytes(old->n);
-    shard_locked_charge(e, sh, d, 0);
+    engine_charge(e, d, 0);
     atomic_fetch_add(&e->meta, (uint64_t)d);
     sh->tomb = 0;
     locked_retire_index(sh, old);
@@ -148,7 +146,7 @@ static void ghost_resize(engine *e, struct shard *sh, uint32_t gn)
     sh->ghost = g;
     sh->gn = gn;
     sh->g_s = sh->g_m = 0;
-    shard_locked_charge(e, sh, d, 0);
+    engine_charge(e, d, 0);
     atomic_fetch_add(&e->meta, (uint64_t)d);
 }
 
@@ -309,7 +307,7 @@ void shard_locked_retire(engine *e, struct shard *sh, uint32_t id, struct item *
     uint64_t charge = item_charge(sh, id, it);
     q_unlink(sh, q_of(sh, it), it, charge);
     st_update(it, VST_LIVE, 0);
-    shard_locked_charge(e, sh, -(int64_t)charge, -1);
+    engine_charge(e, -(int64_t)charge, -1);
     if (item_exp(it) != EXP_NEVER || it->ntags) sh->mortal--;
     if (it->ntags) {
         tag_rec *recs[ENGINE_TAGS_MAX];

@@ -126,8 +126,6 @@ struct shard {
     uint32_t limbo_head, limbo_tail, limbo_n;
     struct retired_index *old_idx;
     uint32_t sweep_pos;
-    uint64_t bytes; /* charged to this shard */
-    uint64_t items;
     uint64_t mortal; /* items that can die on their own (a TTL or tags) */
 } __attribute__((aligned(64)));
 
@@ -138,7 +136,6 @@ struct stripe {
 struct engine {
     uint32_t magic;
     unsigned nshards;
-    unsigned shard_shift;
     int64_t ttl_ms;
     uint64_t max_memory, max_items;
     enum core_codec codec;
@@ -292,7 +289,7 @@ static inline struct queue *q_of(struct shard *sh, struct item *it)
 
 struct index *shard_index_new(uint32_t n, bool huge);
 void shard_index_free(struct index *x);
-void shard_locked_charge(engine *e, struct shard *sh, int64_t bytes, int64_t items);
+void engine_charge(engine *e, int64_t bytes, int64_t items);
 /* Make room in the index for one more entry: 0, or -1 when it is full and
  * no larger index could be allocated. */
 int shard_locked_index_room(engine *e, struct shard *sh);
