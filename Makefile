@@ -49,15 +49,18 @@ install: build
 FUZZ_TIME ?= 300
 FUZZ_CC   ?= clang-14
 FUZZ_SRCS  = $(wildcard src/proxy/*.c)
+# The config target also needs the loader, the glob grammar and libyaml.
+FUZZ_CONFIG = $(wildcard src/config/*.c) src/core/glob.c -lyaml
 
 # Each target in tests/fuzz/ runs FUZZ_TIME seconds from its corpus in
 # build-fuzz/corpus-NAME; a crash stops make with the reproducer's path.
 fuzz: deps
 	mkdir -p build-fuzz
 	set -e; for f in tests/fuzz/fuzz_*.c; do \
-	    n=$$(basename $$f .c); \
+	    n=$$(basename $$f .c); extra=""; \
+	    if [ $$n = fuzz_config ]; then extra="$(FUZZ_CONFIG)"; fi; \
 	    $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
-	        $$f $(FUZZ_SRCS) -o build-fuzz/$$n; \
+	        $$f $(FUZZ_SRCS) $$extra -o build-fuzz/$$n; \
 	    mkdir -p build-fuzz/corpus-$$n; \
 	    echo "== $$n ($(FUZZ_TIME) s)"; \
 	    build-fuzz/$$n -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/$$n- \

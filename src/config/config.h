@@ -3,9 +3,10 @@
  *
  * The configuration is described by tables (config.c): one row per key with
  * its name, type, default, bounds and description. The parser, the validator
- * and docs/configuration.md come from those rows. This header is what the rest
- * of strata may use: the parsed `caches:` section and the value parsers that
- * the CLI and the admin API share (durations, sizes).
+ * and docs/configuration.md come from those rows (src/config/keys.h). This
+ * header is what the rest of strata may use: the parsed `caches:` section
+ * (strata_open), the whole file (strata serve, check-config), and the value
+ * parsers that the CLI and the admin API share (durations, sizes).
  *
  * Errors are strings "FILE:LINE: what is wrong" (malloc'd, the caller frees).
  * Nothing here keeps global state; every call is thread-safe.
@@ -13,6 +14,7 @@
 #ifndef STRATA_CONFIG_H
 #define STRATA_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,5 +84,120 @@ void config_caches_fini(struct config_caches *cc);
  *              an error. */
 int config_parse_duration(const char *s, int64_t *ms, const char **why);
 int config_parse_size(const char *s, uint64_t *bytes, const char **why);
+
+/*
+ * The whole file, as `strata serve` reads it (DESIGN "Configuration"). Every
+ * duration is in ms, every size in bytes. Lists are arrays of malloc'd
+ * strings with a count. `line` fields give the line in the file (0 = built
+ * in) so later checks can still say FILE:LINE.
+ */
+enum config_user_from {
+    CONFIG_USER_NONE,
+    CONFIG_USER_HEADER,
+    CONFIG_USER_COOKIE,
+    CONFIG_USER_JWT
+};
+
+/* A route duration the file does not set (ttl_ms, swr_ms, sie_ms). */
+#define CONFIG_MS_UNSET INT64_C(-2)
+
+struct config_strings {
+    char **v;
+    size_t n;
+};
+
+struct config_route {
+    char *name; /* default: the path glob */
+    unsigned line;
+    char *path;     /* glob on the normalised path; default "*" */
+    int64_t ttl_ms; /* -2: not set (fall back to http_cache.default_ttl) */
+    struct config_strings vary_headers, vary_cookies;
+    bool per_user;
+    enum config_user_from user_from; /* required with per_user */
+    char *user_from_name;            /* header name, cookie name or JWT claim */
+    char *jwt_key; /* user_from jwt: an HS256 secret, or the *contents* of
+                      the PEM file it named (RS256/ES256) */
+    bool jwt_key_is_pem;
+    bool cache;             /* default true */
+    char *cache_control;    /* written to the client; NULL: the origin's */
+    int64_t swr_ms, sie_ms; /* -2: not set (the origin's Cache-Control decides) */
+    struct config_strings tags;
+};
+
+/* An address range for purge.allow: "127.0.0.1/32", "::1/128", or a bare
+ * address (full-length prefix). */
+struct config_cidr {
+    int family; /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+    unsigned prefix;
+};
+
+struct config_server {
+    char *listen;   /* "127.0.0.1:8080"; "[::1]:8080" for IPv6 */
+    char *upstream; /* http://host:port[/]; NULL: not set (serve refuses) */
+    struct config_strings hosts;
+    unsigned workers; /* 0 = auto (one per core) */
+    uint64_t max_connections;
+    int64_t header_timeout_ms, idle_timeout_ms;
+    uint64_t max_header_size, max_headers;
+    int64_t upstream_connect_timeout_ms, upstream_timeout_ms;
+    uint64_t upstream_keepalive;
+    struct config_strings strip_request_headers;
+    char *access_log; /* "off", "stdout" or a path */
+    char *log_level;  /* debug info warn error */
+};
+
+struct config_admin {
+    char *listen;
+    char *token; /* NULL: generated at start */
+    char *token_file;
+};
+
+struct config_http {
+    char *cache; /* default "http" */
+    uint64_t max_object_size, max_variants;
+    int64_t default_ttl_ms;
+    bool heuristic;
+    int64_t keep_ms;
+    struct config_strings tag_headers;
+    bool strip_tag_headers;
+    char *user_secret;
+    struct config_cidr *purge_allow;
+    size_t n_purge_allow;
+    char *purge_token;
+    struct config_route *routes;
+    size_t n_routes;
+};
+
+struct config_bus {
+    int64_t timeout_ms;
+};
+
+struct config {
+    char *path; /* NULL for built-in defaults */
+    struct config_server server;
+    struct config_admin admin;
+    struct config_caches caches; /* includes the http cache (http_cache.cache)
+                                    with its built-in defaults when the file does
+                                    not name it */
+    struct config_http http;
+    struct config_bus bus;
+};
+
+/* Read the whole file (NULL: every default). Checks across sections too:
+ * per_user routes need user_from and http_cache.user_secret, jwt needs
+ * jwt_key, http_cache.cache must name a cache, server.upstream must be
+ * http://host:port. Returns 0, or -1 with *errmsg = "PATH:LINE: message".
+ * `${ENV}` is expanded in every value of every section. A route's jwt_key
+ * that names an existing file is read here: it must hold a PEM key (the
+ * contents replace the path, jwt_key_is_pem is set). On failure `out` is
+ * zeroed; errmsg may be NULL. */
+int config_load(const char *path, struct config *out, char **errmsg);
+/* Free what config_load filled and zero it; safe on a zeroed struct. */
+void config_fini(struct config *c);
+
+/* The cache called `name` in `cc`, or NULL. */
+const struct config_cache *config_cache_find(const struct config_caches *cc,
+                                             const char *name);
 
 #endif /* STRATA_CONFIG_H */

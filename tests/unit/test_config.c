@@ -979,6 +979,37 @@ Test(docs, every_cache_key_with_its_default)
     free(docs);
 }
 
+/* Rows "| `SECTION.KEY` | type | `DEFAULT` | meaning |"; "| — |" when unset. */
+static void doc_key(const char *section, const char *key, const char *def)
+{
+    char start[128], want[160];
+
+    snprintf(start, sizeof start, "| `%s%s` |", section, key);
+    snprintf(want, sizeof want, def ? "| `%s`" : "%s| — |", def ? def : "");
+    doc_has(start, want);
+}
+
+Test(docs, every_serve_key_with_its_default)
+{
+    read_docs();
+#define DOC_SERVER(n, t, f, d, m, desc) doc_key("server.", n, d);
+    CONFIG_SERVER_KEYS(DOC_SERVER)
+#undef DOC_SERVER
+#define DOC_ADMIN(n, t, f, d, m, desc) doc_key("admin.", n, d);
+    CONFIG_ADMIN_KEYS(DOC_ADMIN)
+#undef DOC_ADMIN
+#define DOC_HTTP(n, t, f, d, m, desc) doc_key("http_cache.", n, d);
+    CONFIG_HTTP_KEYS(DOC_HTTP)
+#undef DOC_HTTP
+#define DOC_ROUTE(n, t, f, d, m, desc) doc_key("http_cache.routes[].", n, d);
+    CONFIG_ROUTE_KEYS(DOC_ROUTE)
+#undef DOC_ROUTE
+#define DOC_BUS(n, t, f, d, m, desc) doc_key("bus.", n, d);
+    CONFIG_BUS_KEYS(DOC_BUS)
+#undef DOC_BUS
+    free(docs);
+}
+
 Test(docs, every_builtin_cache_section_backend_and_codec)
 {
     read_docs();
