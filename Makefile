@@ -38,7 +38,7 @@ tsan: deps
 	    ctest --output-on-failure -L unit -j1
 
 run: deps build
-	./build/strata-demo
+	./scripts/run-demo
 
 bench: deps build
 	./bench/run-all.sh build
@@ -48,23 +48,38 @@ install: build
 
 FUZZ_TIME ?= 300
 FUZZ_CC   ?= clang-14
-FUZZ_SRCS  = $(wildcard src/proxy/*.c)
+# Every target links the policy parsers, which need nothing else.
+FUZZ_SRCS  = src/proxy/cachecontrol.c src/proxy/normalize.c src/proxy/range.c \
+             src/proxy/tagheader.c
 # The config target also needs the loader, the glob grammar and libyaml.
 FUZZ_CONFIG = $(wildcard src/config/*.c) src/core/glob.c -lyaml
+# The request target: llhttp compiled as CMake does (strict mode), and the
+# rest of the library (serve.c, for proxy_target and proxy_url_tag, reaches
+# all of it) with its libraries.
+FUZZ_LLHTTP = /usr/share/llhttp
+FUZZ_REQUEST = -DLLHTTP_STRICT_MODE=1 -I/usr/share/include/llhttp \
+    $(FUZZ_LLHTTP)/llhttp.c $(FUZZ_LLHTTP)/api.c $(FUZZ_LLHTTP)/http.c \
+    $(filter-out src/cli/% $(FUZZ_SRCS),$(wildcard src/*.c src/*/*.c)) \
+    -lyaml -lzstd -llz4 -lz -lxxhash -luv -lcrypto -ljwt -ljansson -lpthread -lm
 
 # Each target in tests/fuzz/ runs FUZZ_TIME seconds from its corpus in
-# build-fuzz/corpus-NAME; a crash stops make with the reproducer's path.
+# build-fuzz/corpus-NAME, seeded from tests/fuzz/corpus/NAME (without the
+# fuzz_ prefix) when there is one; a crash, a leak or undefined behaviour
+# stops make with the reproducer's path.
 fuzz: deps
 	mkdir -p build-fuzz
 	set -e; for f in tests/fuzz/fuzz_*.c; do \
 	    n=$$(basename $$f .c); extra=""; \
 	    if [ $$n = fuzz_config ]; then extra="$(FUZZ_CONFIG)"; fi; \
+	    if [ $$n = fuzz_request ]; then extra="$(FUZZ_REQUEST)"; fi; \
 	    $(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -Isrc -Iinclude \
 	        $$f $(FUZZ_SRCS) $$extra -o build-fuzz/$$n; \
 	    mkdir -p build-fuzz/corpus-$$n; \
+	    seeds=tests/fuzz/corpus/$${n#fuzz_}; [ -d $$seeds ] || seeds=""; \
 	    echo "== $$n ($(FUZZ_TIME) s)"; \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    build-fuzz/$$n -max_total_time=$(FUZZ_TIME) -artifact_prefix=build-fuzz/$$n- \
-	        build-fuzz/corpus-$$n > build-fuzz/$$n.log 2>&1 \
+	        build-fuzz/corpus-$$n $$seeds > build-fuzz/$$n.log 2>&1 \
 	        || { tail -40 build-fuzz/$$n.log; echo "$$n: FAILED"; exit 1; }; \
 	    grep -E '^Done' build-fuzz/$$n.log; \
 	done

@@ -1,5 +1,5 @@
 /*
- * demo.c -- a short tour of the strata C API, run by `make run`.
+ * demo.c -- a short tour of the strata C API (build/strata-demo).
  * It opens the embedded default caches and shows set/get, TTLs, tags,
  * pattern invalidation, get_or_set and statistics.
  */

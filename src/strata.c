@@ -124,10 +124,18 @@ strata *strata_open(const char *config_path, char **errmsg)
         config_caches_fini(&cc);
         return NULL;
     }
+    strata *s = strata_open_caches(&cc, errmsg);
+    config_caches_fini(&cc);
+    return s;
+}
+
+strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
+{
+    const struct config_caches cc = *ccp;
+    if (errmsg) *errmsg = NULL;
     strata *s = calloc(1, sizeof *s);
     if (s == NULL || (s->caches = calloc(cc.n ? cc.n : 1, sizeof *s->caches)) == NULL) {
         free(s);
-        config_caches_fini(&cc);
         if (errmsg) *errmsg = strdup("out of memory");
         return NULL;
     }
@@ -160,13 +168,11 @@ strata *strata_open(const char *config_path, char **errmsg)
                                   strata_strerror(e ? e : STRATA_ENOMEM));
             }
             s->n = i + 1;
-            config_caches_fini(&cc);
             strata_close(s);
             return NULL;
         }
         s->n = i + 1;
     }
-    config_caches_fini(&cc);
     if (pthread_create(&s->sweeper, NULL, sweeper_main, s) == 0) s->sweeper_on = true;
     return s;
 }
@@ -218,10 +224,15 @@ void strata_set_clock(strata *s, strata_clock_fn fn, void *ud)
 
 /* ----------------------------------------------------------- operations */
 
+static bool tags_ok(const strata_set_opts *opts)
+{
+    return opts == NULL || opts->ntags <= STRATA_TAGS_MAX;
+}
+
 int strata_set(strata_cache *c, const void *key, size_t klen, const void *val,
                size_t vlen, const strata_set_opts *opts)
 {
-    if (c == NULL) return STRATA_EINVAL;
+    if (c == NULL || !tags_ok(opts)) return STRATA_EINVAL;
     return c->ops->set(c->b, key, klen, val, vlen, opts);
 }
 
@@ -245,7 +256,7 @@ int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_load
                       void *ud, const strata_set_opts *opts, strata_value **out)
 {
     if (out) *out = NULL;
-    if (c == NULL || out == NULL || load == NULL) return STRATA_EINVAL;
+    if (c == NULL || out == NULL || load == NULL || !tags_ok(opts)) return STRATA_EINVAL;
     return c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
 }
 
@@ -322,4 +333,21 @@ long strata_flight_waiters(strata_cache *c, const void *key, size_t klen)
 {
     if (c == NULL || c->ops != &backend_memory_ops) return -1;
     return engine_flight_waiters(c->b, key, klen);
+}
+
+int strata_cache_set_blob(strata_cache *c, const void *key, size_t klen, core_blob *b,
+                          const strata_set_opts *opts, const engine_veto *veto)
+{
+    if (c == NULL) return STRATA_EINVAL;
+    if (c->ops == &backend_memory_ops)
+        return engine_set_blob(c->b, key, klen, b, opts, veto);
+    if (veto && veto->fn(veto->ud)) return STRATA_MISS;
+    return c->ops->set(c->b, key, klen, b->data, b->len, opts);
+}
+
+long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void *ud)
+{
+    if (c == NULL) return STRATA_EINVAL;
+    if (c->ops != &backend_memory_ops) return STRATA_ENOTSUP;
+    return engine_invalidate_where(c->b, match, ud);
 }

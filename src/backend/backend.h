@@ -38,6 +38,19 @@ void *backend_open(const struct config_cache *cc, const core_clock *clock,
 
 extern const struct backend_ops backend_memory_ops;
 
+/* Open the caches of an already loaded configuration (strata_open reads the
+ * file first; `strata serve` loads the whole file itself). */
+strata *strata_open_caches(const struct config_caches *cc, char **errmsg);
+
+/* Store a blob without copying it where the backend allows (memory), else a
+ * plain set of its bytes. `veto` as engine_set_blob. */
+int strata_cache_set_blob(strata_cache *c, const void *key, size_t klen, core_blob *b,
+                          const strata_set_opts *opts, const engine_veto *veto);
+
+/* Remove the entries whose key `match` accepts (memory backend; others:
+ * STRATA_ENOTSUP). */
+long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void *ud);
+
 /* Test hooks (not in the public header). */
 long strata_sweep_now(strata *s);
 long strata_flight_waiters(strata_cache *c, const void *key, size_t klen);

@@ -1,9 +1,8 @@
 /*
  * main.c -- the `strata` command. Subcommands come from one table; each has a
- * one-line summary that `strata --help` prints. This version has the
- * commands the library supports today: `check-config` and `version`; `serve`,
- * `clear`, `warm`, `stats` and `get/set/del` arrive with the proxy and the
- * admin API.
+ * one-line summary that `strata --help` prints. This version has `serve`
+ * (src/cli/serve.c), `check-config` and `version`; `clear`, `warm`, `stats`
+ * and `get/set/del` arrive with the rest of the admin API.
  *
  * Exit codes: 0 ok, 1 the operation failed, 2 usage error.
  */
@@ -12,6 +11,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "cli/cli.h"
 #include "strata.h"
 
 typedef int (*cmd_fn)(int argc, char **argv);
@@ -20,8 +20,10 @@ static int cmd_version(int argc, char **argv);
 static int cmd_check_config(int argc, char **argv);
 
 #define COMMANDS(X)                                                                    \
+    X("serve", cmd_serve, "[-c FILE] [--listen ADDR] [--upstream URL]",                \
+      "run the caching reverse proxy")                                                 \
     X("check-config", cmd_check_config, "-c FILE",                                     \
-      "validate a configuration file (caches section)")                                \
+      "validate a configuration file")                                                 \
     X("version", cmd_version, "", "print the version")
 
 static const struct command {

@@ -28,7 +28,10 @@
 
 #define ENGINE_KEY_MAX 65535u  /* keys are 1..65535 bytes */
 #define ENGINE_INLINE_MAX 512u /* larger stored values go to a shared blob */
-#define ENGINE_TAGS_MAX 64u    /* per entry */
+/* Tags per entry: the 64 the API takes, plus two for the HTTP cache's
+ * implicit url and path tags (strata.c holds callers to STRATA_TAGS_MAX). */
+#define ENGINE_TAGS_MAX 66u
+#define STRATA_TAGS_MAX 64u
 #define ENGINE_TAG_LEN_MAX 256u
 
 /* ---- clock ---- */
@@ -255,6 +258,10 @@ int engine_delete(engine *e, const void *key, size_t klen);
 long engine_invalidate_pattern(engine *e, const char *glob);
 long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags);
 int engine_clear(engine *e);
+/* Remove every entry whose key `match` accepts (one shard locked at a time).
+ * Returns how many went. */
+typedef bool (*engine_key_pred)(const void *key, size_t klen, void *ud);
+long engine_invalidate_where(engine *e, engine_key_pred match, void *ud);
 void engine_stats(engine *e, strata_stats *out);
 /* Reclaim expired and invalidated entries: at most `budget` index slots per
  * shard. Returns how many entries it removed. */

@@ -714,6 +714,28 @@ long engine_invalidate_tags(engine *e, const char *const *tags, size_t ntags)
     return n;
 }
 
+struct key_pred {
+    engine_key_pred fn;
+    void *ud;
+};
+
+static bool match_key(engine *e, struct item *it, uint64_t now, void *ud)
+{
+    (void)e;
+    (void)now;
+    struct key_pred *kp = ud;
+    return kp->fn(it->data, it->klen, kp->ud);
+}
+
+long engine_invalidate_where(engine *e, engine_key_pred match, void *ud)
+{
+    if (e == NULL || match == NULL) return STRATA_EINVAL;
+    struct key_pred kp = {match, ud};
+    long n = remove_where(e, match_key, &kp);
+    engine_count(e, ST_INVALIDATED, (uint64_t)n);
+    return n;
+}
+
 int engine_clear(engine *e)
 {
     if (e == NULL) return STRATA_EINVAL;

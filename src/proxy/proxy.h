@@ -77,4 +77,10 @@ typedef int (*tag_emit_fn)(void *ud, const char *tag, size_t len);
 int proxy_tags_parse(enum tag_syntax syn, const char *s, size_t len, tag_emit_fn emit,
                      void *ud);
 
+/* `strata serve`: run the caching proxy (and the admin listener) with the
+ * loaded configuration until SIGTERM or SIGINT, then drain and return 0.
+ * Returns -1 with *err (malloc'd) when it cannot start. */
+struct config;
+int proxy_serve(const struct config *cfg, char **err);
+
 #endif /* STRATA_PROXY_H */
