@@ -10,6 +10,12 @@
 # script repeats the target verdicts of all of them. A benchmark whose target
 # FAILs is not an error; a program that crashes or exits non-zero is, and
 # makes this script exit 1. Results are written up in docs/benchmarks.md.
+#
+# Then the HTTP benchmark, bench/http/run.sh (strata serve from BUILD_DIR
+# beside nginx proxy_cache and Varnish under wrk; --quick is passed on). It
+# says what is missing and skips it: a peer that is not installed, a strata
+# without `serve`, or the whole HTTP benchmark when nginx, wrk or curl is
+# absent; none of these is an error. BENCH_HTTP=0 leaves it out.
 set -u
 
 if [ $# -lt 1 ] || [ ! -d "$1" ]; then
@@ -54,6 +60,25 @@ for p in "$build"/bench-*; do
     run_one "$p"
 done
 
+# The HTTP benchmark: exit 77 means it could not run here (said why).
+if [ "${BENCH_HTTP:-1}" != 0 ]; then
+    http_quick=""
+    for a in "$@"; do
+        if [ "$a" = --quick ]; then http_quick=--quick; fi
+    done
+    echo "==== bench/http ($(date -u '+%Y-%m-%d %H:%M:%S UTC'), nproc $(nproc))"
+    # shellcheck disable=SC2086
+    { STRATA_BIN="$(cd "$build" && pwd)/strata" "$(dirname "$0")/http/run.sh" $http_quick 2>&1
+      echo $? >"$rcf"; } | tee -a "$out"
+    rc=$(cat "$rcf")
+    case $rc in
+        0) ;;
+        77) echo "==== bench/http: skipped (see above)" ;;
+        *) echo "==== bench/http: FAILED (exit $rc)"; status=1 ;;
+    esac
+    echo
+fi
+
 echo "==== target verdicts"
-grep -E "^RESULT .*status=(PASS|FAIL)" "$out" || echo "(none)"
+grep -E "^RESULT .*status=(PASS|FAIL|SKIP)" "$out" || echo "(none)"
 exit $status

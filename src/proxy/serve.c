@@ -597,9 +597,17 @@ static void serve_obj(struct preq *p, strata_value *v, const struct hview *o)
 
 /* ------------------------------------------------------ request checks */
 
+/* RFC 9110 tchar. */
+static const bool tchar[256] = {
+    ['!'] = 1,         ['#'] = 1,         ['$'] = 1,         ['%'] = 1, ['&'] = 1,
+    ['\''] = 1,        ['*'] = 1,         ['+'] = 1,         ['-'] = 1, ['.'] = 1,
+    ['^'] = 1,         ['_'] = 1,         ['`'] = 1,         ['|'] = 1, ['~'] = 1,
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
 static bool token_char(unsigned char ch)
 {
-    return ch > 0x20 && ch < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", ch);
+    return tchar[ch];
 }
 
 static bool in_list(const struct config_strings *l, const char *name, size_t n)
@@ -685,6 +693,14 @@ static void url_tag(struct sbuf *tag, const char *host, size_t hl, const char *t
                     size_t tl)
 {
     proxy_url_tag(tag, host, hl, t, tl);
+}
+
+/* The request's url tag, made when first needed (a hit needs none). */
+static const char *req_tag(struct preq *p)
+{
+    if (p->tag.len == 0)
+        url_tag(&p->tag, p->host.p, p->host.len, p->target.p, p->target.len);
+    return p->tag.p;
 }
 
 int proxy_target(const char *in, size_t n, struct sbuf *out)
@@ -1021,6 +1037,7 @@ static const char *decide(struct preq *p, int status, const struct http_msg *m)
         for (size_t j = 0; j < r->tags.n; j++)
             add_tag(&tc, r->tags.v[j], strlen(r->tags.v[j]));
     tc.extra = 2;
+    req_tag(p);
     add_tag(&tc, p->tag.p, p->tag.len);
     url_tag(&p->ptag, NULL, 0, p->target.p, p->target.len);
     add_tag(&tc, p->ptag.p, p->ptag.len);
@@ -1165,7 +1182,7 @@ static void store(struct preq *p, core_blob *b)
         struct sbuf v = {0};
         sb_add(&v, &vr, sizeof vr);
         sb_add(&v, p->vary.p, p->vary.len);
-        const char *utag[1] = {p->tag.p};
+        const char *utag[1] = {req_tag(p)};
         strata_set_opts vo = {o.ttl_ms, utag, 1};
         strata_set(px->cache, p->key.p, p->key.len, v.p, v.len, &vo);
         sb_free(&v);
@@ -1192,7 +1209,7 @@ static void store_hfm(struct preq *p)
     struct hobj h = {0};
     h.magic = HOBJ_HFM;
     strata_set_opts o = {HFM_TTL_MS, NULL, 0};
-    const char *tags[1] = {p->tag.p};
+    const char *tags[1] = {req_tag(p)};
     o.tags = tags;
     o.ntags = 1;
     strata_set(p->pw->px->cache, p->key.p, p->key.len, &h, sizeof h, &o);
@@ -1383,7 +1400,7 @@ static void stream_head(struct preq *p)
 static void invalidate_after_unsafe(struct preq *p, const struct http_msg *m)
 {
     struct proxy *px = p->pw->px;
-    purge_url(px, p->tag.p);
+    purge_url(px, req_tag(p));
     const struct http_header *h;
     if ((h = http_find(m, "location", NULL))) purge_location(p, h->value, h->vlen);
     if ((h = http_find(m, "content-location", NULL)))
@@ -1751,8 +1768,6 @@ static void refresh_in_background(struct preq *from)
     sb_add(&p->host, from->host.p, from->host.len);
     sb_add(&p->target, from->target.p, from->target.len);
     sb_add(&p->key, from->key.p, from->key.len);
-    sb_add(&p->tag, from->tag.p, from->tag.len + 1);
-    p->tag.len--;
     if (flight_join(p)) { /* someone is already at it */
         p->waiting = false;
         /* remove ourselves: we cannot stay a waiter without a client */
@@ -1929,7 +1944,7 @@ static void do_purge(struct preq *p)
             NULL);
         return;
     }
-    long n = purge_url(px, p->tag.p);
+    long n = purge_url(px, req_tag(p));
     char body[64];
     snprintf(body, sizeof body, "{\"removed\":%ld}\n", n);
     respond_simple(p, 200, "application/json", body, NULL);
@@ -2048,7 +2063,6 @@ static void on_request(struct http_conn *c, struct http_request *req)
     if (ul == 1 && u[0] == '*' && req->method == HTTP_OPTIONS) {
         sb_add(&p->target, "*", 1);
         p->path_len = 1;
-        url_tag(&p->tag, p->host.p, p->host.len, "*", 1);
         cs_set(p, "strata; fwd=method");
         p->result = "pass";
         pass(p);
@@ -2070,7 +2084,6 @@ static void on_request(struct http_conn *c, struct http_request *req)
     p->path_len = q ? (size_t)(q - p->target.p) : p->target.len;
     p->route = route_match(&cfg->http, p->target.p, p->path_len);
     p->per_user = p->route && p->route->per_user;
-    url_tag(&p->tag, p->host.p, p->host.len, p->target.p, p->target.len);
 
     if (req->method == HTTP_PURGE) {
         do_purge(p);
