@@ -234,7 +234,8 @@ static int on_headers(llhttp_t *p)
     r->headed = true;
     bool chunked = (p->flags & F_CHUNKED) != 0;
     int64_t len = (p->flags & F_CONTENT_LENGTH) ? (int64_t)p->content_length : -1;
-    if (r->head_only || p->status_code == 204 || p->status_code == 304) len = 0;
+    if (p->status_code == 204 || p->status_code == 304)
+        len = 0; /* (HEAD: the length of the GET it describes) */
     if (r->cb->on_head(r->ud, p->status_code, &c->msg, chunked, len) != 0) {
         /* Abandoned: the caller freed nothing of ours; we close and free. */
         r->conn = NULL;

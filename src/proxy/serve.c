@@ -1193,7 +1193,7 @@ static void store(struct preq *p, core_blob *b)
         if (p->msg)
             sb_fmt(&p->vkey, "|v:%016" PRIx64,
                    vary_hash_spec(p->msg, p->vary.p, p->vary.len));
-        else if (p->vkey.len == p->key.len) { /* a refresh without the request */
+        else if (p->vkey.len <= p->key.len) { /* a refresh without the request */
             free(copy);
             return;
         }

@@ -67,3 +67,13 @@ def test_max_variants_bounds_the_variants_of_a_url(origin, strata):
         assert r.content == lang.encode()
         assert_cs(r, "strata; hit; ttl=60")
     assert origin.count() == 4
+
+
+def test_head_passed_through_keeps_the_origins_content_length(origin, strata):
+    origin.route("/nc/x", body=b"0123456789")
+    s = strata(routes=[{"path": "/nc/*", "cache": False}])
+    r = s.head("/nc/x")
+    assert r.status_code == 200 and r.content == b""
+    assert r.headers["Content-Length"] == "10"
+    assert cache_status(r) == "strata; fwd=bypass"
+    assert [q.method for q in origin.requests] == ["HEAD"]
