@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "core/tags.h"
 #include "config/config.h"
 #include "strata.h"
 
@@ -256,7 +257,8 @@ int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_load
                       void *ud, const strata_set_opts *opts, strata_value **out)
 {
     if (out) *out = NULL;
-    if (c == NULL || out == NULL || load == NULL || !tags_ok(opts)) return STRATA_EINVAL;
+    if (c == NULL || out == NULL || load == NULL || !tags_ok(opts))
+        return STRATA_EINVAL;
     return c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
 }
 
@@ -350,4 +352,16 @@ long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void 
     if (c == NULL) return STRATA_EINVAL;
     if (c->ops != &backend_memory_ops) return STRATA_ENOTSUP;
     return engine_invalidate_where(c->b, match, ud);
+}
+
+uint64_t strata_tag_seq(void)
+{
+    return tag_seq_now();
+}
+
+bool strata_cache_tags_invalidated_since(strata_cache *c, const char *const *tags,
+                                         size_t n, uint64_t since)
+{
+    if (c == NULL || c->ops != &backend_memory_ops) return false;
+    return engine_tags_invalidated_since(c->b, tags, n, since);
 }

@@ -51,6 +51,14 @@ int strata_cache_set_blob(strata_cache *c, const void *key, size_t klen, core_bl
  * STRATA_ENOTSUP). */
 long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void *ud);
 
+/* For a store that must lose to invalidations made while its value was
+ * being fetched: take strata_tag_seq() when the fetch starts, and pass a
+ * veto that asks strata_cache_tags_invalidated_since() (memory backend; the
+ * others answer false). */
+uint64_t strata_tag_seq(void);
+bool strata_cache_tags_invalidated_since(strata_cache *c, const char *const *tags,
+                                         size_t n, uint64_t since);
+
 /* Test hooks (not in the public header). */
 long strata_sweep_now(strata *s);
 long strata_flight_waiters(strata_cache *c, const void *key, size_t klen);

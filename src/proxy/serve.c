@@ -106,6 +106,7 @@ struct preq {
         use_stale;
     bool req_buffering, hdr_stored, only_if_cached;
     unsigned variants; /* the vary record's count of variants, at lookup */
+    uint64_t since;    /* strata_tag_seq() when the fetch started */
     enum up_error err;
     strata_value *stale;
     struct hview sv;
@@ -1161,6 +1162,21 @@ static size_t tag_array(struct preq *p, const char **out, char *copy)
     return n;
 }
 
+/* A PURGE (or any invalidation of the object's tags) made while it was being
+ * fetched wins: the object is not stored. */
+struct store_veto {
+    struct preq *p;
+    const char *const *tags;
+    size_t n;
+};
+
+static bool vetoed(void *ud)
+{
+    struct store_veto *sv = ud;
+    return strata_cache_tags_invalidated_since(sv->p->pw->px->cache, sv->tags, sv->n,
+                                               sv->p->since);
+}
+
 static void store(struct preq *p, core_blob *b)
 {
     struct proxy *px = p->pw->px;
@@ -1171,6 +1187,8 @@ static void store(struct preq *p, core_blob *b)
     bool validators = p->ho.etag_len || p->ho.lm_s >= 0;
     strata_set_opts o = {engine_ttl(&p->ho, validators, px->cfg->http.keep_ms), tags,
                          nt};
+    struct store_veto sv = {p, tags, nt};
+    engine_veto veto = {vetoed, &sv};
     if (p->vary.len) {
         struct hobj vr = {0};
         vr.magic = HOBJ_VARY;
@@ -1197,9 +1215,9 @@ static void store(struct preq *p, core_blob *b)
             free(copy);
             return;
         }
-        strata_cache_set_blob(px->cache, p->vkey.p, p->vkey.len, b, &o, NULL);
+        strata_cache_set_blob(px->cache, p->vkey.p, p->vkey.len, b, &o, &veto);
     } else {
-        strata_cache_set_blob(px->cache, p->key.p, p->key.len, b, &o, NULL);
+        strata_cache_set_blob(px->cache, p->key.p, p->key.len, b, &o, &veto);
     }
     free(copy);
 }
@@ -1738,6 +1756,7 @@ static void start_up(struct preq *p, bool fetch, const struct hview *reval)
                       p->method == HTTP_DELETE || p->method == HTTP_TRACE;
     p->tup = uv_hrtime();
     p->req_wall = proxy_wall_ms();
+    p->since = strata_tag_seq();
     p->state = fetch ? PS_FETCH : PS_PASS;
     bool body = !fetch && p->body;
     p->up = up_send(p->pw->pool, head, len, !fetch && p->method == HTTP_HEAD,

@@ -321,3 +321,25 @@ def test_admin_invalidate_urls_and_url_patterns(origin, strata):
     s.invalidate(url_patterns=["/a/*"])
     assert not _hit(s.get("/a/2?x=1"))
     assert _hit(s.get("/b/1"))
+
+
+def test_purge_during_the_fetch_wins(origin, strata):
+    """A PURGE that arrives while the object is being fetched: the fetched
+    response (which may predate the change the purge announces) is served to
+    the request that asked for it but not stored."""
+    gate = origin.gate("/race")
+    origin.route("/race", handler=numbered(headers=CC60), gate=gate)
+    s = strata()
+    c = s.conn()
+    c.request("GET", "/race", host=s.host)
+    gate.wait_waiting(1)
+    r = s.purge("/race")
+    assert r.status_code == 200
+    gate.release()
+    r1 = c.read_response()
+    c.close()
+    assert r1.content == b"v1"
+    r2 = s.get("/race")
+    assert r2.content == b"v2" and "hit" not in cache_status(r2)
+    assert_cs(s.get("/race"), HIT60)
+    assert origin.count("/race") == 2
