@@ -605,7 +605,8 @@ static int read_list(struct ld *ld, void *base, const struct key *k,
         int rc;
 
         if (!it) return config_fail(ld, config_line(seq), "%s: malformed list", what);
-        snprintf(iw, sizeof iw, "%s[%zu]", what, i);
+        if (snprintf(iw, sizeof iw, "%s[%zu]", what, i) >= (int)sizeof iw)
+            iw[sizeof iw - 1] = 0; /* a long name is cut in messages */
         /* The item's slot in its array (at most a CIDR's size), then its text. */
         if (config_charge(ld, sizeof(struct config_cidr), config_line(it)) ||
             !(val = value(ld, it, inames[k->type], iw)))
@@ -946,7 +947,8 @@ static int route_check(struct ld *ld, struct config_route *r, const unsigned *li
                            where);
     if (r->jwt_key) {
         char what[160];
-        snprintf(what, sizeof what, "%s.jwt_key", where);
+        if (snprintf(what, sizeof what, "%s.jwt_key", where) >= (int)sizeof what)
+            what[sizeof what - 1] = 0;
         return read_key_file(ld, r, kline, what);
     }
     return 0;
@@ -1012,7 +1014,8 @@ static int read_routes(struct ld *ld, struct config_http *h, const yaml_node_t *
         struct config_route *r;
 
         if (!it) return config_fail(ld, config_line(seq), "%s: malformed list", what);
-        snprintf(where, sizeof where, "%s[%zu]", what, i);
+        if (snprintf(where, sizeof where, "%s[%zu]", what, i) >= (int)sizeof where)
+            where[sizeof where - 1] = 0;
         if (it->type != YAML_MAPPING_NODE)
             return config_fail(ld, config_line(it),
                                "%s: expected a mapping of route settings, got %s",
