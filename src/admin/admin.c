@@ -1,6 +1,7 @@
 /*
- * admin.c -- the admin API. For now: health and the test clock; the rest of
- * DESIGN's table (stats, invalidate, warm, keys, metrics, ui) builds on the
+ * admin.c -- the admin API. For now: health, invalidate, and for tests (with
+ * STRATA_TEST_CLOCK=1) the clock and the count of coalesced waiters; the rest of
+ * DESIGN's table (stats, warm, keys, metrics, ui) builds on the
  * same request handling.
  *
  * Every request needs `Authorization: Bearer <token>` (compared in constant
@@ -409,6 +410,15 @@ static void dispatch(struct areq *r)
             return;
         }
         invalidate(r);
+        return;
+    }
+    if (path_is(m, "/_strata/debug/flights") && r->a->test_clock) {
+        if (!get) {
+            error(r, 405, "method not allowed", "GET");
+            return;
+        }
+        reply_json(r, 200,
+                   json_pack("{s:I}", "waiters", (json_int_t)proxy_flight_waiters()));
         return;
     }
     if (path_is(m, "/_strata/debug/clock") && r->a->test_clock) {

@@ -84,6 +84,8 @@ void http_date_fmt(int64_t t, char *buf);
  * by the (test-adjustable) monotonic clock. */
 int64_t proxy_wall_ms(void);
 uint64_t proxy_mono_ms(void);
+/* Requests waiting on another request's fetch right now (tests). */
+long proxy_flight_waiters(void);
 /* Tests (STRATA_TEST_CLOCK=1): move the clock forward. */
 void proxy_clock_advance(int64_t ms);
 uint64_t proxy_clock_fn(void *ud); /* for strata_set_clock */

@@ -128,7 +128,13 @@ struct preq {
     char cs[200];
 };
 
-static struct proxy *g_px; /* the running proxy (signal handler, tests) */
+static struct proxy *g_px;          /* the running proxy (signal handler, tests) */
+static _Atomic long flight_waiters; /* requests waiting on another's fetch */
+
+long proxy_flight_waiters(void)
+{
+    return atomic_load(&flight_waiters);
+}
 
 /* ----------------------------------------------------------------- logs */
 
@@ -316,8 +322,10 @@ static struct flight **fbucket(struct proxy *px, uint64_t h)
     return &px->flights[h % FLIGHT_BUCKETS];
 }
 
-/* Join the flight for p's key, or start one. Returns true when p waits. */
-static bool flight_join(struct preq *p)
+/* Join the flight for p's key, or start one. Returns true when a flight
+ * exists already: p then waits on it (unless !wait: a background refresh
+ * just leaves). */
+static bool flight_join_or(struct preq *p, bool wait)
 {
     struct proxy *px = p->pw->px;
     uint64_t h = XXH3_64bits(p->key.p, p->key.len);
@@ -325,9 +333,14 @@ static bool flight_join(struct preq *p)
     for (struct flight *f = *fbucket(px, h); f; f = f->next)
         if (f->hash == h && f->klen == p->key.len &&
             memcmp(f->key, p->key.p, f->klen) == 0) {
+            if (!wait) {
+                pthread_mutex_unlock(&px->flock);
+                return true;
+            }
             p->next = f->waiters;
             f->waiters = p;
             p->waiting = true;
+            atomic_fetch_add(&flight_waiters, 1);
             pthread_mutex_unlock(&px->flock);
             return true;
         }
@@ -343,6 +356,11 @@ static bool flight_join(struct preq *p)
     }
     pthread_mutex_unlock(&px->flock);
     return false;
+}
+
+static bool flight_join(struct preq *p)
+{
+    return flight_join_or(p, true);
 }
 
 static void wake(struct http_worker *w, void *arg);
@@ -1284,6 +1302,7 @@ static void wake(struct http_worker *w, void *arg)
     (void)w;
     struct preq *p = arg;
     p->waiting = false;
+    atomic_fetch_sub(&flight_waiters, 1);
     if (p->c == NULL) { /* the client left while waiting */
         preq_put(p);
         return;
@@ -1787,19 +1806,7 @@ static void refresh_in_background(struct preq *from)
     sb_add(&p->host, from->host.p, from->host.len);
     sb_add(&p->target, from->target.p, from->target.len);
     sb_add(&p->key, from->key.p, from->key.len);
-    if (flight_join(p)) { /* someone is already at it */
-        p->waiting = false;
-        /* remove ourselves: we cannot stay a waiter without a client */
-        struct proxy *px = p->pw->px;
-        uint64_t h = XXH3_64bits(p->key.p, p->key.len);
-        pthread_mutex_lock(&px->flock);
-        for (struct flight *f = *fbucket(px, h); f; f = f->next)
-            for (struct preq **pp = &f->waiters; *pp; pp = &(*pp)->next)
-                if (*pp == p) {
-                    *pp = p->next;
-                    break;
-                }
-        pthread_mutex_unlock(&px->flock);
+    if (flight_join_or(p, false)) { /* someone is already at it */
         preq_put(p);
         return;
     }

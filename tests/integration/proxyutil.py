@@ -131,6 +131,16 @@ def wait_until(pred, timeout=10, interval=0.02, msg="condition"):
 
 # ---- JWT (HS256, no extra libraries) ----------------------------------------
 
+def wait_waiters(s, n):
+    """Wait (bounded) until n requests wait inside strata on another request's
+    fetch (GET /_strata/debug/flights, served with STRATA_TEST_CLOCK=1)."""
+    def count():
+        r = s.admin_get("/_strata/debug/flights")
+        assert r.status_code == 200, r.text
+        return r.json()["waiters"]
+    wait_until(lambda: count() == n, 10, msg="%d coalesced waiters" % n)
+
+
 def _b64u(b):
     return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 

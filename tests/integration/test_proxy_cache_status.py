@@ -1,11 +1,9 @@
 """strata serve: the Cache-Status table of DESIGN.md, row by row, and
 Cache-Status on every response (appended after the origin's members)."""
-import time
-
 import pytest
 
 from proxyutil import (assert_cs, cache_status, cache_status_members, cs_params, numbered,
-                       strata_members)
+                       strata_members, wait_waiters)
 
 CC60 = {"Cache-Control": "max-age=60"}
 
@@ -131,7 +129,7 @@ def test_row_collapsed(origin, strata):
     gate.wait_waiting(1)
     c2 = s.conn(timeout=20)
     c2.request("GET", "/r", host=s.host)
-    time.sleep(0.5)
+    wait_waiters(s, 1)
     gate.release()
     r1, r2 = c1.read_response(), c2.read_response()
     c1.close()

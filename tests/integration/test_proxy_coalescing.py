@@ -1,18 +1,14 @@
 """strata serve: request coalescing (one upstream fetch per key, the others
 wait and look up again), `collapsed`, hit-for-miss.
 
-The origin holds its answer behind a gate until every client request has
-been sent. There is no outside event for "a request is queued inside
-strata", so after the first request reaches the origin the tests give strata
-SETTLE seconds to read the others (they are already in its socket buffers);
-without coalescing they would reach the origin in that time and the count
-check fails."""
+The origin holds its answer behind a gate until every other client request
+waits inside strata for the first one's fetch: strata (started with
+STRATA_TEST_CLOCK=1) reports that count at GET /_strata/debug/flights. Without
+coalescing the count never gets there and the wait fails."""
 import threading
-import time
 
-from proxyutil import assert_cs, cache_status, cs_params, numbered
+from proxyutil import assert_cs, cache_status, cs_params, numbered, wait_waiters
 
-SETTLE = 0.5
 N = 10
 
 
@@ -40,7 +36,7 @@ def test_concurrent_misses_make_one_origin_request(origin, strata):
     s = strata()
     conns = _fire(s, "/co", N)
     gate.wait_waiting(1)
-    time.sleep(SETTLE)
+    wait_waiters(s, N - 1)
     assert origin.count("/co") == 1, "requests were not coalesced"
     gate.release()
     rs = _read_all(conns)
@@ -76,7 +72,7 @@ def test_non_storable_response_is_not_handed_to_waiters(origin, strata):
     n = 4
     conns = _fire(s, "/priv", n)
     gate.wait_waiting(1)
-    time.sleep(SETTLE)
+    wait_waiters(s, n - 1)
     assert origin.count("/priv") == 1
     gate.release()
     rs = _read_all(conns)
@@ -97,7 +93,7 @@ def test_vary_mismatch_is_not_handed_to_waiters(origin, strata):
     c_en = _fire(s, "/vy", 1, lambda i: {"Accept-Language": "en"})
     gate.wait_waiting(1)
     c_fr = _fire(s, "/vy", 1, lambda i: {"Accept-Language": "fr"})
-    time.sleep(SETTLE)
+    wait_waiters(s, 1)
     gate.release()
     r_en, r_fr = _read_all(c_en + c_fr)
     assert r_en.content == b"lang=en"
@@ -115,7 +111,7 @@ def test_head_and_get_share_one_fetch(origin, strata):
     gate.wait_waiting(1)
     c_head = s.conn(timeout=20)
     c_head.request("HEAD", "/hg", host=s.host)
-    time.sleep(SETTLE)
+    wait_waiters(s, 1)
     gate.release()
     r_get = c_get.read_response()
     r_head = c_head.read_response("HEAD")
@@ -163,7 +159,7 @@ def test_collapsed_waiters_share_an_origin_error(origin, strata):
     s = strata()
     conns = _fire(s, "/err", 3)
     gate.wait_waiting(1)
-    time.sleep(SETTLE)
+    wait_waiters(s, 2)
     gate.release()
     rs = _read_all(conns)
     assert all(r.status_code == 503 for r in rs)
@@ -188,7 +184,7 @@ def test_threads_with_requests_library(origin, strata):
     for t in ts:
         t.start()
     gate.wait_waiting(1)
-    time.sleep(SETTLE)
+    wait_waiters(s, N - 1)
     gate.release()
     for t in ts:
         t.join(20)
