@@ -60,11 +60,11 @@ static void reply(struct areq *r, int status, const char *ctype, const char *bod
                      r->req->keep_alive ? "" : "Connection: close\r\n");
     struct http_conn *c = r->c;
     bool keep = r->req->keep_alive;
-    http_conn_write_copy(c, head, (size_t)n);
-    http_conn_write_copy(c, body, blen);
+    http_conn_set_data(c, NULL); /* ours to free from here */
     free(r->body);
     free(r);
-    http_conn_set_data(c, NULL);
+    http_conn_write_copy(c, head, (size_t)n);
+    http_conn_write_copy(c, body, blen);
     http_conn_end(c, keep);
 }
 
@@ -177,7 +177,7 @@ static bool tag_ok(const char *t)
 }
 
 /* The path?query of an HTTP object's key: "h:" host target, less the
- * suffixes strata appends ("|r:" 16 hex, "|u:" 32 hex, "|v:" 16 hex). */
+ * suffixes strata appends (KEY_SEP "u:" 32 hex, KEY_SEP "v:" 16 hex). */
 static bool key_target(const char *k, size_t n, const char **t, size_t *tl)
 {
     if (n < 3 || k[0] != 'h' || k[1] != ':') return false;
@@ -187,10 +187,10 @@ static bool key_target(const char *k, size_t n, const char **t, size_t *tl)
     static const struct {
         char c;
         size_t hex;
-    } sfx[] = {{'v', 16}, {'u', 32}, {'r', 16}};
-    for (size_t i = 0; i < 3; i++) {
+    } sfx[] = {{'v', 16}, {'u', 32}};
+    for (size_t i = 0; i < 2; i++) {
         size_t need = 3 + sfx[i].hex;
-        if (end - (size_t)(slash - k) > need && k[end - need] == '|' &&
+        if (end - (size_t)(slash - k) > need && k[end - need] == KEY_SEP[0] &&
             k[end - need + 1] == sfx[i].c && k[end - need + 2] == ':')
             end -= need;
     }

@@ -135,6 +135,11 @@ typedef void (*http_write_done)(void *arg);
 int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
                     http_write_done done, void *arg);
 int http_conn_write_copy(struct http_conn *c, const void *p, size_t n);
+/* http_conn_write where buffer i is copied when it must wait (bit i of
+ * `copy`): those may live on the caller's stack; the others must stay valid
+ * until `done`. At most 16 buffers. */
+int http_conn_writev(struct http_conn *c, const uv_buf_t *bufs, unsigned n, unsigned copy,
+                     http_write_done done, void *arg);
 size_t http_conn_queued(const struct http_conn *c); /* bytes not yet written */
 /* The response is complete (all of it queued). keep_alive false closes the
  * connection once the queue is written; true reads the next request. */

@@ -80,7 +80,11 @@ struct http_conn {
     unsigned writes; /* uv_write requests in flight */
     size_t queued;
     bool reading, paused, in_parse, ended, close_after, closing, high, first;
-    char tail; /* the last byte parsed before the buffer was emptied */
+    bool dying;        /* closing on the next loop turn (see conn_fail) */
+    bool wblocked;     /* pipelined responses fill the queue: parsing waits */
+    uint64_t progress; /* uv_now() when written bytes were last seen to move */
+    size_t last_wq;    /* libuv's write queue size then */
+    char tail;         /* the last byte parsed before the buffer was emptied */
     void *data;
 };
 
@@ -90,6 +94,7 @@ struct wreq {
     http_write_done done;
     void *arg;
     size_t bytes;
+    char data[]; /* copies of the buffers the caller does not keep */
 };
 
 static const llhttp_settings_t *req_settings(void);
@@ -141,6 +146,24 @@ unsigned http_server_workers(const struct http_server *s)
 static void on_timer(uv_timer_t *t)
 {
     struct http_conn *c = t->data;
+    if (c->dying) {
+        conn_close(c);
+        return;
+    }
+    /* Responses still being written keep an idle connection open as long as
+     * the client takes bytes (idle_timeout without progress ends it). */
+    if (c->state == C_IDLE && c->writes > 0) {
+        uint64_t idle = c->w->srv->conf.idle_timeout_ms, now = uv_now(&c->w->loop);
+        size_t wq = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+        if (wq < c->last_wq) { /* bytes went out since the last look */
+            c->last_wq = wq;
+            c->progress = now;
+        }
+        if (now - c->progress < idle) {
+            uv_timer_start(&c->timer, on_timer, idle - (now - c->progress), 0);
+            return;
+        }
+    }
     switch (c->state) {
     case C_HEAD:
         http_conn_error(c, 408, "request head not received in time");
@@ -155,7 +178,7 @@ static void on_timer(uv_timer_t *t)
 
 static void arm(struct http_conn *c, uint64_t ms)
 {
-    if (ms) uv_timer_start(&c->timer, on_timer, ms, 0);
+    if (ms && !c->dying) uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 /* --------------------------------------------------------------- closing */
@@ -186,15 +209,31 @@ static void conn_close(struct http_conn *c)
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
-void http_conn_abort(struct http_conn *c)
+/* Close on the next loop turn. The handler's calls (writes, abort) use this,
+ * so its on_close never runs inside one of its own calls. */
+static void conn_fail(struct http_conn *c)
 {
-    conn_close(c);
+    if (c->closing || c->dying) return;
+    c->dying = true;
+    if (c->reading) uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
 }
 
+void http_conn_abort(struct http_conn *c)
+{
+    conn_fail(c);
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+
+/* Lingering: what the client still sends is read and dropped. */
 static void on_linger_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     (void)b;
-    if (n < 0) conn_close(s->data);
+    struct http_conn *c = s->data;
+    c->roff = c->rlen = 0;
+    if (n < 0) conn_close(c);
 }
 
 static void on_shutdown(uv_shutdown_t *r, int status)
@@ -210,7 +249,7 @@ static void on_shutdown(uv_shutdown_t *r, int status)
     c->paused = false;
     c->reading = true;
     c->roff = c->rlen = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, NULL, on_linger_read);
+    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_linger_read);
 }
 
 static void linger(struct http_conn *c)
@@ -220,7 +259,7 @@ static void linger(struct http_conn *c)
     c->reading = false;
     c->state = C_LINGER;
     c->shut.data = c;
-    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_close(c);
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) != 0) conn_fail(c);
 }
 
 /* ---------------------------------------------------------------- writes */
@@ -238,10 +277,18 @@ static void on_write(uv_write_t *r, int status)
         conn_close(c);
         return;
     }
+    c->progress = uv_now(&c->w->loop);
     if (c->high && c->queued < HTTP_QUEUE_LOW) {
         c->high = false;
         if (c->w->srv->conf.handler->on_drain) c->w->srv->conf.handler->on_drain(c);
-        if (c->closing) return;
+        if (c->closing || c->dying) return;
+    }
+    if (c->wblocked && c->queued < HTTP_QUEUE_LOW) {
+        c->wblocked = false;
+        if (!c->in_parse) conn_parse(c);
+        if (c->closing || c->dying) return;
+        if (!c->close_after && !c->paused && !c->wblocked && c->state != C_SERVING)
+            conn_read_start(c);
     }
     if (c->writes == 0 && c->close_after) linger(c);
 }
@@ -249,7 +296,13 @@ static void on_write(uv_write_t *r, int status)
 int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
                     http_write_done done, void *arg)
 {
-    if (c->closing || c->state == C_LINGER) {
+    return http_conn_writev(c, bufs, n, 0, done, arg);
+}
+
+int http_conn_writev(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
+                     unsigned copy, http_write_done done, void *arg)
+{
+    if (c->closing || c->dying || c->state == C_LINGER) {
         if (done) done(arg);
         return -1;
     }
@@ -261,7 +314,7 @@ int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
     size_t wrote = w > 0 ? (size_t)w : 0;
     if (w < 0 && w != UV_EAGAIN) {
         if (done) done(arg);
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     if (wrote == total) {
@@ -270,20 +323,40 @@ int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
     }
     uv_buf_t rest[16];
     unsigned k = 0;
-    size_t skip = wrote;
+    size_t skip = wrote, ncopy = 0;
     for (unsigned i = 0; i < n && k < 16; i++) {
         if (skip >= bufs[i].len) {
             skip -= bufs[i].len;
             continue;
         }
         rest[k] = uv_buf_init(bufs[i].base + skip, (unsigned)(bufs[i].len - skip));
+        if (copy & (1u << i)) ncopy += rest[k].len;
         skip = 0;
         k++;
     }
-    struct wreq *wr = malloc(sizeof *wr);
+    /* The buffers the caller does not keep (copy) move into the request. */
+    struct wreq *wr = malloc(sizeof *wr + ncopy);
+    if (wr && ncopy) {
+        char *q = wr->data;
+        unsigned j = 0;
+        skip = wrote;
+        for (unsigned i = 0; i < n; i++) {
+            if (skip >= bufs[i].len) {
+                skip -= bufs[i].len;
+                continue;
+            }
+            skip = 0;
+            if (copy & (1u << i)) {
+                memcpy(q, rest[j].base, rest[j].len);
+                rest[j].base = q;
+                q += rest[j].len;
+            }
+            j++;
+        }
+    }
     if (wr == NULL) {
         if (done) done(arg);
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     wr->c = c;
@@ -293,8 +366,12 @@ int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
     if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, rest, k, on_write) != 0) {
         free(wr);
         if (done) done(arg);
-        conn_close(c);
+        conn_fail(c);
         return -1;
+    }
+    if (c->writes == 0) { /* the clock of write progress starts */
+        c->progress = uv_now(&c->w->loop);
+        c->last_wq = SIZE_MAX;
     }
     c->writes++;
     c->queued += total - wrote;
@@ -305,17 +382,17 @@ int http_conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
 int http_conn_write_copy(struct http_conn *c, const void *p, size_t n)
 {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-    if (c->closing) return -1;
+    if (c->closing || c->dying || c->state == C_LINGER) return -1;
     int w = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     if (w == (int)n) return 0;
     size_t off = w > 0 ? (size_t)w : 0;
     if (w < 0 && w != UV_EAGAIN) {
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     char *copy = malloc(n - off);
     if (copy == NULL) {
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     memcpy(copy, (const char *)p + off, n - off);
@@ -326,7 +403,7 @@ int http_conn_write_copy(struct http_conn *c, const void *p, size_t n)
 void http_conn_error(struct http_conn *c, int status, const char *why)
 {
     char buf[512];
-    if (c->closing) return;
+    if (c->closing || c->dying) return;
     int body = (int)strlen(why) + 1;
     int n =
         snprintf(buf, sizeof buf,
@@ -335,7 +412,7 @@ void http_conn_error(struct http_conn *c, int status, const char *why)
                  "Connection: close\r\n\r\n%s\n",
                  status, http_reason(status), body, why);
     if (n > 0 && (size_t)n < sizeof buf) http_conn_write_copy(c, buf, (size_t)n);
-    if (c->closing) return;
+    if (c->closing || c->dying) return;
     c->close_after = true;
     uv_timer_stop(&c->timer);
     if (c->writes == 0)
@@ -350,7 +427,7 @@ void http_conn_error(struct http_conn *c, int status, const char *why)
 
 void http_conn_end(struct http_conn *c, bool keep_alive)
 {
-    if (c->closing) return;
+    if (c->closing || c->dying) return;
     if (!keep_alive || c->w->stopping) {
         c->close_after = true;
         uv_read_stop((uv_stream_t *)&c->tcp);
@@ -484,6 +561,10 @@ static int on_message_complete(llhttp_t *p)
         c->ended = false;
         c->state = C_IDLE;
         arm(c, c->w->srv->conf.idle_timeout_ms);
+        if (c->queued >= HTTP_QUEUE_HIGH) { /* pipelined hits: wait for the client */
+            c->wblocked = true;
+            return HPE_PAUSED;
+        }
         return 0;
     }
     c->state = C_SERVING;
@@ -516,8 +597,9 @@ static const llhttp_settings_t *req_settings(void)
 static void conn_parse(struct http_conn *c)
 {
     c->in_parse = true;
-    while (c->roff < c->rlen && !c->closing && !c->close_after && !c->paused &&
-           c->state != C_SERVING && c->state != C_LINGER) {
+    while (c->roff < c->rlen && !c->closing && !c->dying && !c->close_after &&
+           !c->paused && !c->wblocked && c->state != C_SERVING &&
+           c->state != C_LINGER) {
         const char *start = c->rbuf + c->roff;
         enum llhttp_errno e = llhttp_execute(&c->parser, start, c->rlen - c->roff);
         if (e == HPE_OK) {
@@ -583,7 +665,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct http_conn *c = s->data;
     if (n < 0) {
         /* EOF: a half-closed client still gets the response it asked for. */
-        if (n == UV_EOF && c->state == C_SERVING) {
+        if (n == UV_EOF && (c->state == C_SERVING || c->writes > 0)) {
             uv_read_stop(s);
             c->reading = false;
             c->close_after = true;
@@ -599,7 +681,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->closing) return;
     /* A full buffer that the parser cannot consume (a response in progress
      * with pipelined requests behind it): stop reading until it ends. */
-    if (c->state == C_SERVING || (c->rlen == CLIENT_READ_SIZE && c->roff == 0)) {
+    if (c->state == C_SERVING || c->wblocked || c->dying ||
+        (c->rlen == CLIENT_READ_SIZE && c->roff == 0)) {
         uv_read_stop(s);
         c->reading = false;
     }
@@ -701,7 +784,8 @@ static void on_drain_tick(uv_timer_t *t)
     struct http_conn *c = w->conns;
     while (c) {
         struct http_conn *next = c->next;
-        if (late || c->state == C_IDLE || c->state == C_LINGER) conn_close(c);
+        if (late || (c->state == C_IDLE && c->writes == 0) || c->state == C_LINGER)
+            conn_close(c);
         c = next;
     }
     if (w->conns != NULL) return;

@@ -21,6 +21,9 @@
 
 struct up_pool {
     uv_loop_t *loop;
+    int api;               /* > 0 inside a caller's up_send / up_req_body */
+    struct up_req *failed; /* failures to report on the next loop turn */
+    uv_timer_t fail_timer;
     struct up_conf conf;
     struct up_conn *idle;
     size_t nidle;
@@ -71,7 +74,9 @@ struct up_req {
     struct body_chunk *pending, *pending_tail; /* body before the connection is up */
     size_t queued;
     void (*drain)(void *ud);
-    bool head_only, retry, body, body_ended, headed, paused;
+    struct up_req *next_failed;
+    enum up_error err;
+    bool head_only, retry, body, body_ended, headed, paused, failing, cancelled;
 };
 
 struct up_write {
@@ -138,9 +143,27 @@ static void req_free(struct up_req *r)
     free(r);
 }
 
-/* The request failed. Retries once when allowed and nothing was received. */
+static void report_failures(uv_timer_t *t)
+{
+    struct up_pool *p = t->data;
+    while (p->failed) {
+        struct up_req *r = p->failed;
+        p->failed = r->next_failed;
+        const struct up_callbacks *cb = r->cb;
+        void *ud = r->ud;
+        bool cancelled = r->cancelled, before = !r->headed;
+        enum up_error e = r->err;
+        req_free(r);
+        if (!cancelled) cb->on_error(ud, e, before);
+    }
+}
+
+/* The request failed. Retries once when allowed and nothing was received.
+ * Inside a caller's own call (up_send, up_req_body) the failure is reported
+ * on the next loop turn, so no callback runs under the caller. */
 static void fail(struct up_req *r, enum up_error e)
 {
+    if (r->failing) return;
     struct up_conn *c = r->conn;
     bool reused = c && c->reused;
     bool got = c && c->got_bytes;
@@ -149,6 +172,14 @@ static void fail(struct up_req *r, enum up_error e)
     if (r->retry && reused && !got && !r->headed && e != UP_TIMEOUT) {
         r->retry = false;
         start(r);
+        return;
+    }
+    if (r->pool->api > 0) {
+        r->failing = true;
+        r->err = e;
+        r->next_failed = r->pool->failed;
+        r->pool->failed = r;
+        uv_timer_start(&r->pool->fail_timer, report_failures, 0, 0);
         return;
     }
     const struct up_callbacks *cb = r->cb;
@@ -398,6 +429,7 @@ static void send_head(struct up_req *r)
     r->pending = r->pending_tail = NULL;
     while (b) {
         struct body_chunk *next = b->next;
+        r->queued -= b->len; /* counted when it was kept; write_copy counts it */
         if (r->conn) write_copy(c, b->data, b->len);
         free(b);
         b = next;
@@ -444,10 +476,8 @@ static void start(struct up_req *r)
     if (c == NULL ||
         msg_init(&c->msg, p->conf.max_header_size, p->conf.max_headers) != 0) {
         free(c);
-        const struct up_callbacks *cb = r->cb;
-        void *ud = r->ud;
-        req_free(r);
-        cb->on_error(ud, UP_CONNECT, true);
+        r->retry = false;
+        fail(r, UP_CONNECT);
         return;
     }
     c->pool = p;
@@ -483,7 +513,9 @@ struct up_req *up_send(struct up_pool *p, char *head, size_t len, bool head_only
     r->body_ended = !body;
     r->cb = cb;
     r->ud = ud;
+    p->api++;
     start(r);
+    p->api--;
     return r;
 }
 
@@ -491,8 +523,11 @@ struct up_req *up_send(struct up_pool *p, char *head, size_t len, bool head_only
  * on_error); these functions are called only while it lives. */
 size_t up_req_body(struct up_req *r, const char *p, size_t n)
 {
+    if (r->failing) return 0;
     if (r->conn && r->conn->connected) {
+        r->pool->api++;
         if (write_copy(r->conn, p, n) != 0) fail(r, UP_BROKEN);
+        r->pool->api--;
         return r->queued;
     }
     struct body_chunk *b = malloc(sizeof *b + n);
@@ -525,6 +560,8 @@ void up_req_pause(struct up_req *r)
     if (r->conn && r->conn->reading) {
         uv_read_stop((uv_stream_t *)&r->conn->tcp);
         r->conn->reading = false;
+        /* The origin is not the slow one now: its timeout waits too. */
+        uv_timer_stop(&r->conn->timer);
     }
 }
 
@@ -535,6 +572,7 @@ void up_req_resume(struct up_req *r)
     if (c && c->connected && !c->reading && !c->closing) {
         uv_read_start((uv_stream_t *)&c->tcp, alloc_buf, on_read);
         c->reading = true;
+        uv_timer_start(&c->timer, on_timeout, r->pool->conf.timeout_ms, 0);
     }
 }
 
@@ -547,6 +585,10 @@ void *up_buf_ref(struct up_req *r)
 
 void up_req_cancel(struct up_req *r)
 {
+    if (r->failing) { /* reported soon: report nothing, free it then */
+        r->cancelled = true;
+        return;
+    }
     if (r->conn) conn_close(r->conn);
     r->conn = NULL;
     req_free(r);
@@ -561,6 +603,8 @@ struct up_pool *up_pool_new(uv_loop_t *loop, const struct up_conf *conf)
     if (p == NULL) return NULL;
     p->loop = loop;
     p->conf = *conf;
+    uv_timer_init(loop, &p->fail_timer);
+    p->fail_timer.data = p;
     return p;
 }
 
@@ -569,9 +613,15 @@ size_t up_pool_idle(const struct up_pool *p)
     return p->nidle;
 }
 
+static void pool_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
 void up_pool_free(struct up_pool *p)
 {
     if (p == NULL) return;
+    report_failures(&p->fail_timer);
     while (p->all) {
         struct up_conn *c = p->all;
         if (c->req) {
@@ -582,5 +632,6 @@ void up_pool_free(struct up_pool *p)
             conn_close(c);
         }
     }
-    free(p);
+    report_failures(&p->fail_timer);
+    uv_close((uv_handle_t *)&p->fail_timer, pool_closed);
 }

@@ -109,7 +109,13 @@ const struct config_route *route_match(const struct config_http *h, const char *
 const char *route_identity(const struct config_route *r, const struct http_msg *m,
                            struct sbuf *tmp, size_t *len);
 
-/* Append "|u:" + 32 hex of HMAC-SHA256(secret, identity). */
+/* The byte that separates a key's parts ("h:" host target, then "\x1fu:"
+ * user, "\x1fv:" variant). DESIGN writes it '|'; but '|' may appear in a
+ * path or query, so a target could pose as another URL's variant. A
+ * control byte cannot: strata refuses targets that hold one. */
+#define KEY_SEP "\x1f"
+
+/* Append KEY_SEP "u:" + 32 hex of HMAC-SHA256(secret, identity). */
 int key_add_user(struct sbuf *key, const char *secret, const char *id, size_t idlen);
 
 /* Cookie value by name from the request's Cookie headers; NULL if absent. */

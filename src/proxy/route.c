@@ -62,6 +62,26 @@ const char *cookie_get(const struct http_msg *m, const char *name, size_t *len)
     return NULL;
 }
 
+/* How many times the cookie `name` appears in the request's Cookie headers. */
+static size_t cookie_count(const struct http_msg *m, const char *name)
+{
+    size_t nl = strlen(name), k = 0;
+    for (size_t i = 0; i < m->nh; i++) {
+        if (!http_name_is(&m->h[i], "cookie")) continue;
+        const char *v = m->h[i].value, *end = v + m->h[i].vlen;
+        while (v < end) {
+            const char *semi = memchr(v, ';', (size_t)(end - v));
+            if (semi == NULL) semi = end;
+            const char *s = v;
+            size_t n = (size_t)(semi - v);
+            trim(&s, &n);
+            if (n > nl && s[nl] == '=' && memcmp(s, name, nl) == 0) k++;
+            v = semi + 1;
+        }
+    }
+    return k;
+}
+
 /* The claim of a verified JWT: the signature must check with the route's key
  * and algorithm, and `exp`, when present, must be in the future. */
 static const char *jwt_claim(const struct config_route *r, const char *tok, size_t n,
@@ -114,6 +134,9 @@ const char *route_identity(const struct config_route *r, const struct http_msg *
         *len = h->vlen;
         return h->value;
     case CONFIG_USER_COOKIE: {
+        /* The cookie exactly once: with two (cookie tossing from a sibling
+         * domain) strata cannot know which one the origin will believe. */
+        if (cookie_count(m, r->user_from_name) != 1) return NULL;
         const char *v = cookie_get(m, r->user_from_name, len);
         return v && *len ? v : NULL;
     }
@@ -140,7 +163,7 @@ int key_add_user(struct sbuf *key, const char *secret, const char *id, size_t id
     if (HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)id,
              idlen, mac, &maclen) == NULL)
         return -1;
-    char hex[3 + 32 + 1] = "|u:";
+    char hex[3 + 32 + 1] = KEY_SEP "u:";
     static const char digits[] = "0123456789abcdef";
     for (int i = 0; i < 16; i++) {
         hex[3 + 2 * i] = digits[mac[i] >> 4];

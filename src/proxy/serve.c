@@ -100,6 +100,7 @@ struct preq {
     struct sbuf tag;    /* the implicit url tag */
     struct sbuf ptag;   /* the implicit path tag */
     struct sbuf tmp;
+    struct sbuf out; /* a response's dynamic headers */
     /* the fetch */
     struct up_req *up;
     bool owner, waiting, background, collapsed, vary_miss, failed, reval, freshen,
@@ -231,8 +232,8 @@ static struct preq *preq_get(struct pworker *pw)
         p = calloc(1, sizeof *p);
         if (p == NULL) return NULL;
     }
-    struct sbuf keep[10] = {p->host, p->target, p->key,  p->vkey, p->tag,
-                            p->tmp,  p->hdr,    p->vary, p->tags, p->ptag};
+    struct sbuf keep[11] = {p->host, p->target, p->key,  p->vkey, p->tag, p->tmp,
+                            p->hdr,  p->vary,   p->tags, p->ptag, p->out};
     memset(p, 0, sizeof *p);
     p->host = keep[0];
     p->target = keep[1];
@@ -244,6 +245,7 @@ static struct preq *preq_get(struct pworker *pw)
     p->vary = keep[7];
     p->tags = keep[8];
     p->ptag = keep[9];
+    p->out = keep[10];
     p->host.len = p->target.len = p->key.len = p->vkey.len = p->tag.len = p->tmp.len =
         p->hdr.len = p->vary.len = p->tags.len = p->ptag.len = 0;
     p->pw = pw;
@@ -279,6 +281,7 @@ static void preq_free_all(struct preq *p)
         sb_free(&p->vary);
         sb_free(&p->tags);
         sb_free(&p->ptag);
+        sb_free(&p->out);
         sb_free(&p->bodyb);
         free(p);
         p = next;
@@ -312,7 +315,10 @@ static void finish(struct preq *p, int status, bool keep)
     }
     if (detached) bg_remove(p);
     preq_put(p);
-    if (c) http_conn_end(c, keep);
+    if (c) {
+        http_conn_resume(c); /* paused for an upload the origin no longer reads */
+        http_conn_end(c, keep);
+    }
 }
 
 /* ------------------------------------------------------------- flights */
@@ -474,7 +480,8 @@ static bool etag_match(const char *inm, size_t n, const char *etag, size_t elen)
 static bool not_modified(const struct preq *p, const struct hview *o)
 {
     const struct http_msg *m = p->msg;
-    if (m == NULL) return false;
+    /* RFC 9110 13.2.1: preconditions apply to a response that would be 2xx. */
+    if (m == NULL || o->h.status < 200 || o->h.status > 299) return false;
     const struct http_header *inm = http_find(m, "if-none-match", NULL);
     if (inm) {
         if (o->h.etag_len == 0) return false;
@@ -518,7 +525,7 @@ static void add_304_headers(struct sbuf *b, const char *hdr, size_t len)
  */
 static void serve_obj(struct preq *p, strata_value *v, const struct hview *o)
 {
-    char head[96], tail[512];
+    char head[96];
     int status = o->h.status;
     uint64_t first = 0, last = o->h.body_len ? o->h.body_len - 1 : 0;
     bool nm = false;
@@ -580,34 +587,38 @@ static void serve_obj(struct preq *p, strata_value *v, const struct hview *o)
     uint64_t blen = status == 206   ? last - first + 1
                     : status == 416 ? 0
                                     : o->h.body_len;
-    int tn = snprintf(
-        tail, sizeof tail, "%s%s%s%sAge: %" PRId64 "\r\nCache-Status: %s\r\n",
-        status != 304 && cc ? "Cache-Control: " : "", status != 304 && cc ? cc : "",
-        status != 304 && cc ? "\r\n" : "", "", age, p->cs);
+    struct sbuf *t = &p->out; /* the tail: dynamic headers */
+    t->len = 0;
+    if (status != 304 && cc) sb_fmt(t, "Cache-Control: %s\r\n", cc);
+    sb_fmt(t, "Age: %" PRId64 "\r\nCache-Status: %s\r\n", age, p->cs);
     if (status == 206)
-        tn += snprintf(tail + tn, sizeof tail - (size_t)tn,
-                       "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n",
-                       first, last, o->h.body_len);
+        sb_fmt(t, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first,
+               last, o->h.body_len);
     if (status == 416)
-        tn += snprintf(tail + tn, sizeof tail - (size_t)tn,
-                       "Content-Range: bytes */%" PRIu64 "\r\n", o->h.body_len);
-    if (status != 304 && !(status == 204))
-        tn += snprintf(tail + tn, sizeof tail - (size_t)tn,
-                       "Content-Length: %" PRIu64 "\r\n", blen);
+        sb_fmt(t, "Content-Range: bytes */%" PRIu64 "\r\n", o->h.body_len);
+    if (status != 304 && status != 204)
+        sb_fmt(t, "Content-Length: %" PRIu64 "\r\n", blen);
     if (!p->keep)
-        tn += snprintf(tail + tn, sizeof tail - (size_t)tn, "Connection: close\r\n");
+        sb_str(t, "Connection: close\r\n");
     else if (p->http10)
-        tn +=
-            snprintf(tail + tn, sizeof tail - (size_t)tn, "Connection: keep-alive\r\n");
-    tn += snprintf(tail + tn, sizeof tail - (size_t)tn, "\r\n");
-    if (extra.len) iov[n++] = uv_buf_init(extra.p, (unsigned)extra.len);
-    iov[n++] = uv_buf_init(tail, (unsigned)tn);
+        sb_str(t, "Connection: keep-alive\r\n");
+    sb_str(t, "\r\n");
+    /* The status line, the 304's headers and the tail are ours (copied if
+     * they must wait); the header block and the body are the value's, held
+     * until written. */
+    unsigned copy = 1u; /* iov[0] */
+    if (extra.len) {
+        copy |= 1u << n;
+        iov[n++] = uv_buf_init(extra.p, (unsigned)extra.len);
+    }
+    copy |= 1u << n;
+    iov[n++] = uv_buf_init(t->p, (unsigned)t->len);
     if (!p->head && !nm && status != 416 && blen)
         iov[n++] = uv_buf_init((char *)o->body + first, (unsigned)blen);
     for (unsigned i = 0; i < n; i++)
         p->bytes += iov[i].len;
     if (p->c)
-        http_conn_write(p->c, iov, n, release_value, v);
+        http_conn_writev(p->c, iov, n, copy, release_value, v);
     else
         strata_value_release(v);
     sb_free(&extra);
@@ -1227,7 +1238,7 @@ static void store(struct preq *p, core_blob *b)
             sb_add(&p->vkey, p->key.p, p->key.len);
         }
         if (p->msg)
-            sb_fmt(&p->vkey, "|v:%016" PRIx64,
+            sb_fmt(&p->vkey, KEY_SEP "v:%016" PRIx64,
                    vary_hash_spec(p->msg, p->vary.p, p->vary.len));
         else if (p->vkey.len <= p->key.len) { /* a refresh without the request */
             free(copy);
@@ -1254,7 +1265,7 @@ static void store_hfm(struct preq *p)
 /* ------------------------------------------------------------ fetching */
 
 static void lookup(struct preq *p);
-static void start_fetch(struct preq *p, const struct hview *reval);
+static bool start_fetch(struct preq *p, const struct hview *reval);
 
 static void serve_stale(struct preq *p, const char *detail)
 {
@@ -1521,7 +1532,7 @@ static int on_up_head(void *ud, int status, struct http_msg *m, bool chunked,
         p->variants >= px->cfg->http.max_variants)
         why = "variants";
     const char *fwd = p->req_no_cache ? "request"
-                      : p->reval      ? "stale"
+                      : p->stale      ? "stale"
                       : p->vary_miss  ? "vary-miss"
                                       : "uri-miss";
     if (why == NULL && len > (int64_t)px->cfg->http.max_object_size) why = "too-big";
@@ -1541,7 +1552,7 @@ static int on_up_head(void *ud, int status, struct http_msg *m, bool chunked,
     /* Not storable: remember that for a while (later requests skip the
      * queue), and stream. */
     /* (Not over a vary record: the URL's other variants stay usable.) */
-    if (p->owner && !p->vary_miss && strcmp(why, "too-big") != 0) store_hfm(p);
+    if (p->owner && !p->vary_miss) store_hfm(p);
     if (p->owner) flight_end(p, false, UP_BROKEN);
     if (p->background) {
         p->up = NULL;
@@ -1613,7 +1624,9 @@ static void on_up_done(void *ud)
     struct proxy *px = p->pw->px;
     p->up = NULL;
     if (p->use_stale) {
-        flight_end(p, false, UP_BROKEN);
+        /* The origin failed (5xx): the waiters answer for themselves (stale
+         * within their window, or the error) rather than refetch in turn. */
+        flight_end(p, true, UP_BROKEN);
         if (p->background) {
             finish(p, 0, false);
             return;
@@ -1644,6 +1657,17 @@ static void on_up_done(void *ud)
             hb = eol + 2;
         }
         const char *why = decide(p, p->sv.h.status, &mm);
+        if (why ==
+            NULL) { /* the stored object's tags stay (its tag headers are gone) */
+            struct tagctx tc = {p, false, 2};
+            const char *t = p->sv.tags, *tend = t + p->sv.h.tags_len;
+            while (t < tend) {
+                const char *nl = memchr(t, '\n', (size_t)(tend - t));
+                if (nl == NULL) break;
+                add_tag(&tc, t, (size_t)(nl - t));
+                t = nl + 1;
+            }
+        }
         cs_set(p, "strata; fwd=stale; fwd-status=304");
         p->result = "revalidated";
         if (why == NULL) {
@@ -1740,7 +1764,7 @@ static void on_up_error(void *ud, enum up_error e, bool before_head)
         finish(p, 0, false);
         return;
     }
-    if (p->c && sie_ok(p) && (before_head || p->buffering)) {
+    if (p->c && sie_ok(p) && !p->stream_head_sent && (before_head || p->buffering)) {
         serve_stale(p, "sie");
         return;
     }
@@ -1762,13 +1786,15 @@ static void on_req_drain(void *ud)
     if (p->c) http_conn_resume(p->c);
 }
 
-static void start_up(struct preq *p, bool fetch, const struct hview *reval)
+/* Send the request to the origin. false: it failed at once and p was
+ * answered and released (the caller must not touch it). */
+static bool start_up(struct preq *p, bool fetch, const struct hview *reval)
 {
     size_t len;
     char *head = build_head(p, fetch, reval, &len);
     if (head == NULL) {
-        send_error(p, UP_BROKEN);
-        return;
+        on_up_error(p, UP_BROKEN, true);
+        return false;
     }
     bool idempotent = fetch || p->method == HTTP_GET || p->method == HTTP_HEAD ||
                       p->method == HTTP_OPTIONS || p->method == HTTP_PUT ||
@@ -1780,13 +1806,18 @@ static void start_up(struct preq *p, bool fetch, const struct hview *reval)
     bool body = !fetch && p->body;
     p->up = up_send(p->pw->pool, head, len, !fetch && p->method == HTTP_HEAD,
                     idempotent, body, &up_cb, p);
-    if (p->up && body) up_req_on_body_drain(p->up, on_req_drain);
+    if (p->up == NULL) { /* out of memory: fail as a broken origin would */
+        on_up_error(p, UP_BROKEN, true);
+        return false;
+    }
+    if (body) up_req_on_body_drain(p->up, on_req_drain);
+    return true;
 }
 
-static void start_fetch(struct preq *p, const struct hview *reval)
+static bool start_fetch(struct preq *p, const struct hview *reval)
 {
     p->reval = reval != NULL;
-    start_up(p, true, reval);
+    return start_up(p, true, reval);
 }
 
 /* A stale object within its stale-while-revalidate window: one background
@@ -1822,8 +1853,9 @@ static void refresh_in_background(struct preq *from)
     else if (v)
         strata_value_release(v);
     bg_add(p);
-    start_fetch(p, p->stale && (p->sv.h.etag_len || p->sv.h.lm_s >= 0) ? &p->sv : NULL);
-    p->msg = NULL; /* the client's message is not ours to keep */
+    if (start_fetch(p, p->stale && (p->sv.h.etag_len || p->sv.h.lm_s >= 0) ? &p->sv
+                                                                           : NULL))
+        p->msg = NULL; /* the client's message is not ours to keep */
 }
 
 /* ------------------------------------------------------------ requests */
@@ -1848,15 +1880,17 @@ static void pass(struct preq *p)
 
 static void send_body(struct preq *p, const char *d, size_t n);
 
-/* Start the origin request with what was buffered of the body. */
-static void unbuffer(struct preq *p)
+/* Start the origin request with what was buffered of the body. false: it
+ * failed and p is gone. */
+static bool unbuffer(struct preq *p)
 {
     p->req_buffering = false;
     struct sbuf b = p->bodyb;
     p->bodyb = (struct sbuf){0};
-    start_up(p, false, NULL);
-    if (p->up && b.len) send_body(p, b.p, b.len);
+    bool ok = start_up(p, false, NULL);
+    if (ok && b.len) send_body(p, b.p, b.len);
     sb_free(&b);
+    return ok;
 }
 
 static void lookup(struct preq *p)
@@ -1881,7 +1915,7 @@ static void lookup(struct preq *p)
         if (o.h.magic == HOBJ_VARY) {
             p->variants = o.h.status;
             sb_add(&p->vkey, p->key.p, p->key.len);
-            sb_fmt(&p->vkey, "|v:%016" PRIx64,
+            sb_fmt(&p->vkey, KEY_SEP "v:%016" PRIx64,
                    vary_hash_spec(p->msg, o.vary, o.h.vary_len));
             strata_value_release(v);
             v = NULL;
@@ -2108,6 +2142,15 @@ static void on_request(struct http_conn *c, struct http_request *req)
     }
     const char *q = memchr(p->target.p, '?', p->target.len);
     p->path_len = q ? (size_t)(q - p->target.p) : p->target.len;
+    for (size_t i = p->path_len; i < p->target.len; i++) {
+        unsigned char ch = (unsigned char)p->target.p[i];
+        if (ch < 0x21 || ch == 0x7f) { /* (llhttp lets some through) */
+            p->target.len = 0;
+            sb_add(&p->target, m->url, m->url_len);
+            reject(p, 400, "invalid request target");
+            return;
+        }
+    }
     p->route = route_match(&cfg->http, p->target.p, p->path_len);
     p->per_user = p->route && p->route->per_user;
 
@@ -2188,7 +2231,7 @@ static void on_body(struct http_conn *c, const char *d, size_t n)
             sb_add(&p->bodyb, d, n);
             return;
         }
-        unbuffer(p);
+        if (!unbuffer(p)) return;
     }
     if (p->up) send_body(p, d, n);
 }
@@ -2214,7 +2257,7 @@ static void on_body_end(struct http_conn *c)
 {
     struct preq *p = http_conn_data(c);
     if (p == NULL || p->state != PS_PASS || !p->body) return;
-    if (p->req_buffering) unbuffer(p);
+    if (p->req_buffering && !unbuffer(p)) return;
     if (p->up == NULL) return;
     if (p->body_chunked) up_req_body(p->up, "0\r\n\r\n", 5);
     if (p->up) up_req_body_end(p->up);

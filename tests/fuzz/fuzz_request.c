@@ -19,7 +19,7 @@
  * Invariants (trap when broken): the inline normalisation and proxy_target
  * agree; a target is idempotent under proxy_target; a url/path tag is a
  * valid tag (1-256 printable bytes, no space, comma, quote or backslash);
- * no hop-by-hop header is forwarded; a user key part is "|u:" + 32 hex;
+ * no hop-by-hop header is forwarded; a user key part is KEY_SEP "u:" + 32 hex;
  * hashes and parses are deterministic; a 206 range lies in the object.
  */
 #define _GNU_SOURCE
@@ -402,7 +402,7 @@ static void on_head(llhttp_t *p, struct work *w)
             size_t before = w->key.len;
             if (il == 0) __builtin_trap();
             if (key_add_user(&w->key, http_conf.user_secret, id, il) != 0 ||
-                w->key.len != before + 35 || memcmp(w->key.p + before, "|u:", 3) != 0)
+                w->key.len != before + 35 || memcmp(w->key.p + before, KEY_SEP "u:", 3) != 0)
                 __builtin_trap();
             for (size_t i = before + 3; i < w->key.len; i++)
                 if (!strchr("0123456789abcdef", w->key.p[i])) __builtin_trap();
