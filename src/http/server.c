@@ -539,7 +539,7 @@ static int on_headers_complete(llhttp_t *p)
     c->state = C_BODY;
     arm(c, c->w->srv->conf.idle_timeout_ms);
     c->w->srv->conf.handler->on_request(c, r);
-    if (c->closing || c->close_after) return -1;
+    if (c->closing || c->dying || c->close_after) return -1;
     return 0;
 }
 
@@ -548,7 +548,7 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     struct http_conn *c = pconn(p);
     if (!c->ended && c->w->srv->conf.handler->on_body)
         c->w->srv->conf.handler->on_body(c, at, n);
-    return c->closing || c->close_after ? -1 : 0;
+    return c->closing || c->dying || c->close_after ? -1 : 0;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -556,7 +556,7 @@ static int on_message_complete(llhttp_t *p)
     struct http_conn *c = pconn(p);
     if (!c->ended && c->w->srv->conf.handler->on_body_end)
         c->w->srv->conf.handler->on_body_end(c);
-    if (c->closing || c->close_after) return -1;
+    if (c->closing || c->dying || c->close_after) return -1;
     if (c->ended) {
         c->ended = false;
         c->state = C_IDLE;
@@ -611,7 +611,7 @@ static void conn_parse(struct http_conn *c)
             llhttp_resume(&c->parser);
             continue;
         }
-        if (c->closing || c->close_after) break; /* the handler answered */
+        if (c->closing || c->dying || c->close_after) break; /* the handler answered */
         if (c->msg.err == MSG_TOO_BIG)
             http_conn_error(c, 431, "request header fields too large");
         else if (c->msg.err == MSG_TOO_MANY)

@@ -1293,7 +1293,7 @@ static void send_error(struct preq *p, enum up_error e)
     if (p->cs[0] == 0 || strstr(p->cs, "fwd=") == NULL)
         cs_set(p, "strata; fwd=uri-miss; detail=origin-error");
     else
-        cs_set(p, "strata; fwd=%s; detail=%s", p->reval ? "stale" : "uri-miss",
+        cs_set(p, "strata; fwd=%s; detail=%s", p->stale ? "stale" : "uri-miss",
                e == UP_CONNECT   ? "connect-error"
                : e == UP_TIMEOUT ? "timeout"
                                  : "origin-error");
@@ -1592,7 +1592,7 @@ static void on_up_body(void *ud, const char *d, size_t n)
             }
             if (!p->streaming) {
                 cs_set(p, "strata; fwd=%s; fwd-status=%d; detail=too-big",
-                       p->reval ? "stale" : "uri-miss", p->status);
+                       p->stale ? "stale" : "uri-miss", p->status);
                 p->streaming = true;
                 stream_head(p);
                 stream_body(p, p->bodyb.p, p->bodyb.len, false);
@@ -1605,7 +1605,7 @@ static void on_up_body(void *ud, const char *d, size_t n)
                 /* Still arriving: the client gets it as it comes; the cache
                  * keeps reading. Whether it is stored is not known yet. */
                 cs_set(p, "strata; fwd=%s; fwd-status=%d; detail=streaming",
-                       p->reval ? "stale" : "uri-miss", p->status);
+                       p->stale ? "stale" : "uri-miss", p->status);
                 p->streaming = true;
                 stream_head(p);
                 stream_body(p, p->bodyb.p, p->bodyb.len, false);
