@@ -67,7 +67,8 @@ def test_chunked_response_growing_past_max_object_size_streams(origin, strata):
     """No Content-Length: once more than max_object_size has arrived strata
     knows the object will not be stored and must stream it on."""
     release = threading.Event()
-    first, rest = b"c" * (1280 * 1024), b"d" * (512 * 1024)
+    # (not hex digits: the chunk-size lines of the stream must not match)
+    first, rest = b"x" * (1280 * 1024), b"z" * (512 * 1024)
     origin.route("/growing", headers={"Cache-Control": "max-age=60"},
                  stream=_held_stream(first, rest, release))
     s = strata(http_cache={"max_object_size": "1MB"})
@@ -76,7 +77,7 @@ def test_chunked_response_growing_past_max_object_size_streams(origin, strata):
             c.request("GET", "/growing", host=s.host)
             c.read_head()  # before the origin is done
             _read_until(c, lambda b: len(b) >= 1024 * 1024)
-            assert b"d" not in c.buf
+            assert b"z" not in c.buf
             release.set()
         r = s.get("/growing")
         assert r.content == first + rest
