@@ -458,7 +458,7 @@ void http_conn_pause(struct http_conn *c)
 
 void http_conn_resume(struct http_conn *c)
 {
-    if (!c->paused || c->closing) return;
+    if (!c->paused || c->closing || c->dying) return;
     c->paused = false;
     if (!c->in_parse) conn_parse(c);
     if (!c->closing && !c->close_after && !c->paused && c->state != C_SERVING)
@@ -690,7 +690,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void conn_read_start(struct http_conn *c)
 {
-    if (c->reading || c->closing) return;
+    if (c->reading || c->closing || c->dying) return;
     c->reading = true;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }

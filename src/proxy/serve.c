@@ -57,7 +57,6 @@ struct proxy {
     struct http_server *srv;
     pthread_mutex_t flock;
     struct flight *flights[FLIGHT_BUCKETS];
-    _Atomic uint64_t hfm_stored;
 };
 
 struct pworker {
@@ -78,7 +77,7 @@ struct flight {
     char key[];
 };
 
-enum pstate { PS_IDLE, PS_LOOKUP, PS_WAIT, PS_FETCH, PS_PASS, PS_DONE };
+enum pstate { PS_IDLE, PS_LOOKUP, PS_WAIT, PS_FETCH, PS_PASS };
 
 struct preq {
     struct pworker *pw;
@@ -129,7 +128,6 @@ struct preq {
     char cs[200];
 };
 
-static struct proxy *g_px;          /* the running proxy (signal handler, tests) */
 static _Atomic long flight_waiters; /* requests waiting on another's fetch */
 
 long proxy_flight_waiters(void)
@@ -2441,7 +2439,6 @@ int proxy_serve(const struct config *cfg, char **err)
         admin_stop(adm);
         goto out;
     }
-    g_px = px;
     logmsg(px, LOG_INFO,
            "msg=\"serving\" listen=%s upstream=%s workers=%u cache=%s test_clock=%d",
            cfg->server.listen, cfg->server.upstream, workers, cfg->http.cache,
@@ -2453,7 +2450,6 @@ int proxy_serve(const struct config *cfg, char **err)
     admin_stop(adm);
     http_server_free(px->srv);
     px->srv = NULL;
-    g_px = NULL;
     logmsg(px, LOG_INFO, "msg=\"stopped\"");
     rc = 0;
 out:
