@@ -53,6 +53,8 @@ const struct http_header *http_find(const struct http_msg *m, const char *name,
 bool http_name_is(const struct http_header *h, const char *name);
 /* Does the comma-separated list value `v` contain `token` (case-insensitive)? */
 bool http_list_has(const char *v, size_t vlen, const char *token);
+/* Is header `h` named in the Connection header `conn` (NULL: no)? */
+bool http_named_in(const struct http_header *conn, const struct http_header *h);
 /* Hop-by-hop by name (RFC 9110 section 7.6.1). */
 bool http_hop_by_hop(const char *name, size_t nlen);
 
@@ -138,8 +140,8 @@ int http_conn_write_copy(struct http_conn *c, const void *p, size_t n);
 /* http_conn_write where buffer i is copied when it must wait (bit i of
  * `copy`): those may live on the caller's stack; the others must stay valid
  * until `done`. At most 16 buffers. */
-int http_conn_writev(struct http_conn *c, const uv_buf_t *bufs, unsigned n, unsigned copy,
-                     http_write_done done, void *arg);
+int http_conn_writev(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
+                     unsigned copy, http_write_done done, void *arg);
 size_t http_conn_queued(const struct http_conn *c); /* bytes not yet written */
 /* The response is complete (all of it queued). keep_alive false closes the
  * connection once the queue is written; true reads the next request. */

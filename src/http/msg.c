@@ -153,6 +153,28 @@ bool http_list_has(const char *v, size_t vlen, const char *token)
     return false;
 }
 
+bool http_named_in(const struct http_header *conn, const struct http_header *h)
+{
+    char nm[128];
+    if (conn == NULL || h->nlen >= sizeof nm) return false;
+    memcpy(nm, h->name, h->nlen);
+    nm[h->nlen] = 0;
+    return http_list_has(conn->value, conn->vlen, nm);
+}
+
+bool msg_folded(const char *lo, const char *hi, char tail, const char *at, size_t n)
+{
+    if (at < lo || at + n > hi) return false;
+    const char *b = at;
+    while (b > lo && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    if (b < at && b - lo >= 1 && b[-1] == '\n') return true;
+    /* The line break may be the last byte of the previous read. */
+    if (b < at && b == lo && tail == '\n') return true;
+    const char *e = at + n;
+    return hi - e >= 3 && e[0] == '\r' && e[1] == '\n' && (e[2] == ' ' || e[2] == '\t');
+}
+
 bool http_hop_by_hop(const char *name, size_t n)
 {
     static const char *const hop[] = {

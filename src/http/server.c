@@ -491,28 +491,10 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
 {
     return msg_on_field(&pconn(p)->msg, at, n) ? -1 : 0;
 }
-/* Obs-fold (a header line that starts with SP or HT) continues the previous
- * value for llhttp; RFC 9112 5.2 lets a server reject it, and strata does
- * (DESIGN: 400), as it does a header name after leading whitespace. A value
- * span that line breaks and whitespace precede or follow is one. */
-static bool folded(const struct http_conn *c, const char *at, size_t n)
-{
-    const char *lo = c->rbuf, *hi = c->rbuf + c->rlen;
-    if (at < lo || at + n > hi) return false;
-    const char *b = at;
-    while (b > lo && (b[-1] == ' ' || b[-1] == '\t'))
-        b--;
-    if (b < at && b - lo >= 1 && b[-1] == '\n') return true;
-    /* The line break may be the last byte of the previous read. */
-    if (b < at && b == lo && c->tail == '\n') return true;
-    const char *e = at + n;
-    return hi - e >= 3 && e[0] == '\r' && e[1] == '\n' && (e[2] == ' ' || e[2] == '\t');
-}
-
 static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     struct http_conn *c = pconn(p);
-    if (folded(c, at, n)) {
+    if (msg_folded(c->rbuf, c->rbuf + c->rlen, c->tail, at, n)) {
         c->msg.err = MSG_BAD;
         return -1;
     }

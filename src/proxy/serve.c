@@ -825,14 +825,7 @@ static char *build_head(struct preq *p, bool fetch, const struct hview *reval,
         }
         if (http_name_is(h, "x-forwarded-proto")) continue;
         if (in_list(&px->cfg->server.strip_request_headers, h->name, h->nlen)) continue;
-        if (conn_h) {
-            char nm[128];
-            if (h->nlen < sizeof nm) {
-                memcpy(nm, h->name, h->nlen);
-                nm[h->nlen] = 0;
-                if (http_list_has(conn_h->value, conn_h->vlen, nm)) continue;
-            }
-        }
+        if (http_named_in(conn_h, h)) continue;
         if (fetch &&
             (http_name_is(h, "range") || http_name_is(h, "if-range") ||
              http_name_is(h, "if-none-match") || http_name_is(h, "if-modified-since") ||
@@ -1108,14 +1101,7 @@ static void build_hdr(struct preq *p, const struct http_msg *m, bool stored)
                 continue;
             if (stored && http_name_is(h, "age")) continue;
             if (strip_tags && is_tag_header(px, h)) continue;
-            if (conn_h) {
-                char nm[128];
-                if (h->nlen < sizeof nm) {
-                    memcpy(nm, h->name, h->nlen);
-                    nm[h->nlen] = 0;
-                    if (http_list_has(conn_h->value, conn_h->vlen, nm)) continue;
-                }
-            }
+            if (http_named_in(conn_h, h)) continue;
             if (is_cc && !stored && p->route && p->route->cache_control) continue;
             if (http_name_is(h, "date")) has_date = true;
             sb_add(b, h->name, h->nlen);

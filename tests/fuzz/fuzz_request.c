@@ -101,23 +101,11 @@ static int on_field(llhttp_t *p, const char *at, size_t n)
     return msg_on_field(&fzp(p)->msg, at, n) ? -1 : 0;
 }
 
-/* server.c's obs-fold test, on the current read as the server does it. */
-static bool folded(const struct fz *f, const char *at, size_t n)
-{
-    const char *lo = f->lo, *hi = f->hi;
-    if (at < lo || at + n > hi) return false;
-    const char *b = at;
-    while (b > lo && (b[-1] == ' ' || b[-1] == '\t'))
-        b--;
-    if (b < at && b - lo >= 1 && b[-1] == '\n') return true;
-    const char *e = at + n;
-    return hi - e >= 3 && e[0] == '\r' && e[1] == '\n' && (e[2] == ' ' || e[2] == '\t');
-}
-
+/* The obs-fold test server.c makes (msg_folded), on the current read. */
 static int on_value(llhttp_t *p, const char *at, size_t n)
 {
     struct fz *f = fzp(p);
-    if (folded(f, at, n)) {
+    if (msg_folded(f->lo, f->hi, 0, at, n)) {
         f->msg.err = MSG_BAD;
         return -1;
     }
@@ -179,14 +167,7 @@ static void forwarded(const struct http_msg *m, bool fetch)
         if (http_name_is(h, "content-length") || http_name_is(h, "expect")) continue;
         if (http_name_is(h, "x-forwarded-for") || http_name_is(h, "x-forwarded-proto"))
             continue;
-        if (conn_h) {
-            char nm[128];
-            if (h->nlen < sizeof nm) {
-                memcpy(nm, h->name, h->nlen);
-                nm[h->nlen] = 0;
-                if (http_list_has(conn_h->value, conn_h->vlen, nm)) continue;
-            }
-        }
+        if (http_named_in(conn_h, h)) continue;
         if (fetch &&
             (http_name_is(h, "range") || http_name_is(h, "if-range") ||
              http_name_is(h, "if-none-match") || http_name_is(h, "if-modified-since")))
@@ -402,7 +383,8 @@ static void on_head(llhttp_t *p, struct work *w)
             size_t before = w->key.len;
             if (il == 0) __builtin_trap();
             if (key_add_user(&w->key, http_conf.user_secret, id, il) != 0 ||
-                w->key.len != before + 35 || memcmp(w->key.p + before, KEY_SEP "u:", 3) != 0)
+                w->key.len != before + 35 ||
+                memcmp(w->key.p + before, KEY_SEP "u:", 3) != 0)
                 __builtin_trap();
             for (size_t i = before + 3; i < w->key.len; i++)
                 if (!strchr("0123456789abcdef", w->key.p[i])) __builtin_trap();
