@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "core/hist.h"
 #include "core/tags.h"
 #include "config/config.h"
 #include "strata.h"
@@ -30,6 +31,12 @@ struct strata_cache {
     const struct backend_ops *ops;
     void *b;
     char *name;
+    /* Operation latency, timed for one call in `sample_mask + 1` per thread
+     * (the memory engine's calls are a few hundred ns: timing every one
+     * would cost a good part of that), and invalidations by kind. */
+    uint32_t sample_mask;
+    struct hist op[STRATA_OP_N];
+    _Atomic uint64_t inval[STRATA_INV_N];
 };
 
 struct strata {
@@ -154,6 +161,7 @@ strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
         int e = 0;
         sc->s = s;
         sc->name = strdup(c->name);
+        sc->sample_mask = STRATA_SAMPLE_MEMORY - 1;
         sc->b = sc->name ? backend_open(c, &s->clock, &sc->ops, &e) : NULL;
         if (sc->b == NULL) {
             if (errmsg) {
@@ -230,27 +238,53 @@ static bool tags_ok(const strata_set_opts *opts)
     return opts == NULL || opts->ntags <= STRATA_TAGS_MAX;
 }
 
+/* Time one call in sample_mask + 1 (per thread): returns its start, or 0. */
+static _Thread_local uint32_t op_tick;
+
+static inline uint64_t op_start(const strata_cache *c)
+{
+    return (++op_tick & c->sample_mask) == 0 ? hist_now_ns() : 0;
+}
+
+static inline void op_end(strata_cache *c, enum strata_op op, uint64_t t0)
+{
+    if (t0) hist_add(&c->op[op], hist_now_ns() - t0);
+}
+
 int strata_set(strata_cache *c, const void *key, size_t klen, const void *val,
                size_t vlen, const strata_set_opts *opts)
 {
     if (c == NULL || !tags_ok(opts)) return STRATA_EINVAL;
-    return c->ops->set(c->b, key, klen, val, vlen, opts);
+    uint64_t t0 = op_start(c);
+    int r = c->ops->set(c->b, key, klen, val, vlen, opts);
+    op_end(c, STRATA_OP_SET, t0);
+    return r;
 }
 
 int strata_get(strata_cache *c, const void *key, size_t klen, strata_value **out)
 {
     if (out) *out = NULL;
     if (c == NULL || out == NULL) return STRATA_EINVAL;
+    uint64_t t0 = op_start(c);
+    int r;
     /* The memory engine directly: a hit is short enough for the indirect
      * calls to show. */
-    if (c->ops == &backend_memory_ops) return engine_get(c->b, key, klen, out);
-    return c->ops->get(c->b, key, klen, out);
+    if (c->ops == &backend_memory_ops)
+        r = engine_get(c->b, key, klen, out);
+    else
+        r = c->ops->get(c->b, key, klen, out);
+    op_end(c, STRATA_OP_GET, t0);
+    return r;
 }
 
 int strata_delete(strata_cache *c, const void *key, size_t klen)
 {
     if (c == NULL) return STRATA_EINVAL;
-    return c->ops->del(c->b, key, klen);
+    uint64_t t0 = hist_now_ns();
+    int r = c->ops->del(c->b, key, klen);
+    op_end(c, STRATA_OP_DELETE, t0);
+    atomic_fetch_add_explicit(&c->inval[STRATA_INV_KEY], 1, memory_order_relaxed);
+    return r;
 }
 
 int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_loader load,
@@ -259,7 +293,10 @@ int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_load
     if (out) *out = NULL;
     if (c == NULL || out == NULL || load == NULL || !tags_ok(opts))
         return STRATA_EINVAL;
-    return c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
+    uint64_t t0 = op_start(c);
+    int r = c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
+    op_end(c, STRATA_OP_GET_OR_SET, t0);
+    return r;
 }
 
 int strata_vmemoize(strata_cache *c, strata_loader load, void *ud,
@@ -297,22 +334,38 @@ int strata_memoize(strata_cache *c, strata_loader load, void *ud,
     return r;
 }
 
+/* An invalidation of `kind`: counted, and always timed (they are rare). */
+static void inval_done(strata_cache *c, enum strata_inval kind, uint64_t t0)
+{
+    atomic_fetch_add_explicit(&c->inval[kind], 1, memory_order_relaxed);
+    hist_add(&c->op[STRATA_OP_INVALIDATE], hist_now_ns() - t0);
+}
+
 long strata_invalidate_pattern(strata_cache *c, const char *glob)
 {
     if (c == NULL || glob == NULL) return STRATA_EINVAL;
-    return c->ops->invalidate_pattern(c->b, glob);
+    uint64_t t0 = hist_now_ns();
+    long r = c->ops->invalidate_pattern(c->b, glob);
+    inval_done(c, STRATA_INV_PATTERN, t0);
+    return r;
 }
 
 long strata_invalidate_tags(strata_cache *c, const char *const *tags, size_t ntags)
 {
     if (c == NULL || (tags == NULL && ntags)) return STRATA_EINVAL;
-    return c->ops->invalidate_tags(c->b, tags, ntags);
+    uint64_t t0 = hist_now_ns();
+    long r = c->ops->invalidate_tags(c->b, tags, ntags);
+    inval_done(c, STRATA_INV_TAG, t0);
+    return r;
 }
 
 int strata_clear(strata_cache *c)
 {
     if (c == NULL) return STRATA_EINVAL;
-    return c->ops->clear(c->b);
+    uint64_t t0 = hist_now_ns();
+    int r = c->ops->clear(c->b);
+    inval_done(c, STRATA_INV_ALL, t0);
+    return r;
 }
 
 void strata_cache_stats(strata_cache *c, strata_stats *out)
@@ -351,7 +404,36 @@ long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void 
 {
     if (c == NULL) return STRATA_EINVAL;
     if (c->ops != &backend_memory_ops) return STRATA_ENOTSUP;
-    return engine_invalidate_where(c->b, match, ud);
+    uint64_t t0 = hist_now_ns();
+    long r = engine_invalidate_where(c->b, match, ud);
+    inval_done(c, STRATA_INV_PATTERN, t0);
+    return r;
+}
+
+size_t strata_cache_count(const strata *s)
+{
+    return s ? s->n : 0;
+}
+
+strata_cache *strata_cache_at(strata *s, size_t i)
+{
+    return s && i < s->n ? &s->caches[i] : NULL;
+}
+
+const char *strata_cache_backend(const strata_cache *c)
+{
+    return c ? c->ops->name : NULL;
+}
+
+void strata_cache_metrics(strata_cache *c, struct strata_cache_metrics *out)
+{
+    memset(out, 0, sizeof *out);
+    if (c == NULL) return;
+    out->sample_every = c->sample_mask + 1;
+    for (int i = 0; i < STRATA_OP_N; i++)
+        hist_read(&c->op[i], &out->op[i]);
+    for (int i = 0; i < STRATA_INV_N; i++)
+        out->inval[i] = atomic_load_explicit(&c->inval[i], memory_order_relaxed);
 }
 
 uint64_t strata_tag_seq(void)

@@ -12,11 +12,13 @@
 
 struct admin;
 
-/* Start the admin listener. `test_clock`: expose POST /_strata/debug/clock.
+/* Start the admin listener for the caches of `s` and the proxy `px` (its
+ * routes' statistics, explain). `test_clock`: expose POST /_strata/debug/clock.
  * With no admin.token, a token is generated and written (0600) to
  * admin.token_file. Returns NULL with *err set (malloc'd). */
-struct admin *admin_start(const struct config *cfg, strata *s, bool test_clock,
-                          char **err);
+struct proxy;
+struct admin *admin_start(const struct config *cfg, strata *s, struct proxy *px,
+                          bool test_clock, char **err);
 void admin_stop(struct admin *a);
 
 #endif

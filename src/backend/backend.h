@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "core/hist.h"
 
 struct backend_ops {
     const char *name;
@@ -58,6 +59,39 @@ long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void 
 uint64_t strata_tag_seq(void);
 bool strata_cache_tags_invalidated_since(strata_cache *c, const char *const *tags,
                                          size_t n, uint64_t since);
+
+/* ---- metrics (src/admin reads them) ---- */
+
+/* Operations whose latency each cache records, and invalidations by kind
+ * (a key invalidation is a delete; `where` counts as a pattern). */
+#define STRATA_OPS(X)                                                                  \
+    X(STRATA_OP_GET, "get")                                                            \
+    X(STRATA_OP_SET, "set")                                                            \
+    X(STRATA_OP_DELETE, "delete")                                                      \
+    X(STRATA_OP_GET_OR_SET, "get_or_set")                                              \
+    X(STRATA_OP_INVALIDATE, "invalidate")
+#define STRATA_INVALS(X)                                                               \
+    X(STRATA_INV_KEY, "key")                                                           \
+    X(STRATA_INV_PATTERN, "pattern")                                                   \
+    X(STRATA_INV_TAG, "tag")                                                           \
+    X(STRATA_INV_ALL, "all")
+#define STRATA_ENUM_(e, name) e,
+enum strata_op { STRATA_OPS(STRATA_ENUM_) STRATA_OP_N };
+enum strata_inval { STRATA_INVALS(STRATA_ENUM_) STRATA_INV_N };
+#undef STRATA_ENUM_
+/* get, set and get_or_set on the memory engine are timed one call in this
+ * many per thread; the others every call. */
+#define STRATA_SAMPLE_MEMORY 64
+
+struct strata_cache_metrics {
+    struct hist_snap op[STRATA_OP_N];
+    uint64_t inval[STRATA_INV_N];
+    uint32_t sample_every; /* get/set/get_or_set: one call in this many timed */
+};
+void strata_cache_metrics(strata_cache *c, struct strata_cache_metrics *out);
+size_t strata_cache_count(const strata *s);
+strata_cache *strata_cache_at(strata *s, size_t i);      /* in configuration order */
+const char *strata_cache_backend(const strata_cache *c); /* "memory", ... */
 
 /* Test hooks (not in the public header). */
 long strata_sweep_now(strata *s);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "http/http.h"
+#include "core/log.h"
 #include "http/internal.h"
 
 #define CLIENT_READ_SIZE 16384
@@ -798,7 +799,7 @@ static void worker_main(void *arg)
     w->listener.data = w;
     if (uv_tcp_open(&w->listener, w->fd) != 0 ||
         uv_listen((uv_stream_t *)&w->listener, 4096, on_connection) != 0) {
-        fprintf(stderr, "level=error msg=\"worker %u cannot listen\"\n", w->id);
+        slog(SLOG_ERROR, "msg=\"worker cannot listen\" worker=%u", w->id);
         abort();
     }
     uv_run(&w->loop, UV_RUN_DEFAULT);

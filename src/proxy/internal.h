@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "core/hist.h"
+#include "strata.h"
 #include "http/http.h"
 #include "proxy/proxy.h"
 
@@ -86,6 +88,72 @@ int64_t proxy_wall_ms(void);
 uint64_t proxy_mono_ms(void);
 /* Requests waiting on another request's fetch right now (tests). */
 long proxy_flight_waiters(void);
+/* ---- statistics and explain (serve.c; src/admin reads them) ---- */
+
+/* How a request ended: Cache-Status' outcome, the access log's `cache=`. */
+#define PROXY_RESULTS(X)                                                               \
+    X(PR_NONE, "none")                                                                 \
+    X(PR_HIT, "hit")                                                                   \
+    X(PR_MISS, "miss")                                                                 \
+    X(PR_STALE, "stale")                                                               \
+    X(PR_REVALIDATED, "revalidated")                                                   \
+    X(PR_BYPASS, "bypass")                                                             \
+    X(PR_PASS, "pass")                                                                 \
+    X(PR_PURGE, "purge")                                                               \
+    X(PR_ERROR, "error")
+#define PROXY_ENUM_(e, name) e,
+enum proxy_result { PROXY_RESULTS(PROXY_ENUM_) PR_N };
+#undef PROXY_ENUM_
+extern const char *const proxy_result_name[PR_N];
+/* enum up_error's names: connect, timeout, broken. */
+#define PROXY_UP_ERRORS 3
+extern const char *const proxy_up_error_name[PROXY_UP_ERRORS];
+
+struct proxy;
+
+/* Sums over every worker. Background refreshes count upstream only. */
+struct proxy_route_stats {
+    uint64_t result[PR_N];
+    struct hist_snap latency;  /* request, first byte in to response queued */
+    struct hist_snap upstream; /* origin: request sent to response head */
+};
+struct proxy_totals {
+    uint64_t coalesced; /* requests that waited on another's fetch */
+    uint64_t upstream_errors[PROXY_UP_ERRORS];
+};
+/* Routes in file order, then one for requests no route matched. */
+size_t proxy_nroutes(const struct proxy *px);
+const char *proxy_route_label(const struct proxy *px, size_t i);
+#define PROXY_NO_ROUTE "(none)"
+void proxy_route_stats(const struct proxy *px, size_t i, struct proxy_route_stats *out);
+void proxy_totals(const struct proxy *px, struct proxy_totals *out);
+
+/* Why a URL is or is not cached: its route, its key, the last origin
+ * response strata saw for it and what it decided, and what the cache holds
+ * now. `host` NULL: the host of that last response. */
+struct proxy_explain {
+    const struct config_route *route;
+    char target[1024]; /* normalised */
+    char host[256];    /* "" when unknown */
+    bool seen;         /* a response for this target since strata started */
+    int status;
+    char cache_control[512];
+    bool decided_store;
+    char reason[32]; /* Cache-Status detail when not stored */
+    int64_t seen_age_s;
+    /* the cache now (a shared key; per-user keys need the identity) */
+    enum { PX_NONE, PX_OBJECT, PX_VARIANTS, PX_HIT_FOR_MISS } holds;
+    int64_t ttl_s; /* PX_OBJECT: freshness left (< 0: stale by that much) */
+    int64_t age_s;
+    unsigned variants;
+    char tags[1024]; /* PX_OBJECT: ' '-separated */
+};
+/* 0, or -1 when the target is not a valid origin-form target. */
+int proxy_explain(struct proxy *px, const char *host, const char *target, size_t tlen,
+                  struct proxy_explain *out);
+/* The HTTP cache, for the admin API. */
+strata_cache *proxy_cache(struct proxy *px);
+
 /* Tests (STRATA_TEST_CLOCK=1): move the clock forward. */
 void proxy_clock_advance(int64_t ms);
 uint64_t proxy_clock_fn(void *ud); /* for strata_set_clock */

@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -31,12 +32,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "admin/admin.h"
 #include "backend/backend.h"
+#include "core/log.h"
 #include "proxy/internal.h"
 #include "strata.h"
 
@@ -44,7 +47,28 @@
 #define MAX_TAGS 64 /* from the response and the route; the url tag is extra */
 #define FLIGHT_BUCKETS 1024
 
-enum loglevel { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+#define DECISIONS 1024 /* explain: the last origin decision per target hash */
+
+/* Counters of one worker (only its thread writes them). */
+struct route_ctr {
+    _Atomic uint64_t result[PR_N];
+    struct hist latency, upstream;
+};
+struct wstats {
+    struct route_ctr *routes; /* cfg routes + 1 */
+    _Atomic uint64_t coalesced;
+    _Atomic uint64_t up_err[PROXY_UP_ERRORS];
+};
+
+struct decision {
+    uint64_t hash; /* of the normalised target; 0: empty */
+    int64_t wall_ms;
+    int status;
+    bool stored;
+    char reason[32];
+    char host[256];
+    char cc[512];
+};
 
 struct proxy {
     const struct config *cfg;
@@ -53,8 +77,12 @@ struct proxy {
     struct up_conf upc;
     char upstream_hp[300];
     FILE *access; /* NULL: off */
-    int level;
     struct http_server *srv;
+    unsigned nworkers;
+    struct wstats *wst; /* one per worker */
+    char rid_prefix[9]; /* request ids: prefix-worker-counter */
+    pthread_mutex_t dlock;
+    struct decision *dec; /* DECISIONS slots */
     pthread_mutex_t flock;
     struct flight *flights[FLIGHT_BUCKETS];
 };
@@ -65,6 +93,8 @@ struct pworker {
     struct up_pool *pool;
     struct preq *free;
     struct preq *bg; /* background refreshes and detached fetches */
+    struct wstats *st;
+    uint64_t rid_next;
     struct sbuf log;
     uv_timer_t flush;
 };
@@ -124,8 +154,9 @@ struct preq {
     uint64_t t0, tup;
     int64_t up_ns;
     uint64_t bytes;
-    const char *result;
+    enum proxy_result result;
     char cs[200];
+    char rid[40]; /* X-Request-Id */
 };
 
 static _Atomic long flight_waiters; /* requests waiting on another's fetch */
@@ -137,24 +168,13 @@ long proxy_flight_waiters(void)
 
 /* ----------------------------------------------------------------- logs */
 
-static void logmsg(struct proxy *px, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void logmsg(struct proxy *px, int level, const char *fmt, ...)
-{
-    static const char *const names[] = {"debug", "info", "warn", "error"};
-    if (px && level < px->level) return;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    char ts[32];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    fprintf(stderr, "ts=%s level=%s %s\n", ts, names[level], buf);
-}
+const char *const proxy_result_name[PR_N] = {
+#define X(e, name) name,
+    PROXY_RESULTS(X)
+#undef X
+};
+const char *const proxy_up_error_name[PROXY_UP_ERRORS] = {"connect", "timeout",
+                                                          "broken"};
 
 /* logfmt value: quoted when it holds a space, a quote or '='. */
 static void log_val(struct sbuf *b, const char *s, size_t n)
@@ -208,18 +228,75 @@ static void access_log(struct preq *p, int status)
     log_val(b, p->target.p ? p->target.p : "", p->target.len);
     double dur = (double)(uv_hrtime() - p->t0) / 1e9;
     sb_fmt(b, " status=%d cache=%s bytes=%" PRIu64 " duration=%.3f", status,
-           p->result ? p->result : "none", p->bytes, dur);
+           proxy_result_name[p->result], p->bytes, dur);
     if (p->up_ns >= 0)
         sb_fmt(b, " upstream_time=%.4f", (double)p->up_ns / 1e9);
     else
         sb_str(b, " upstream_time=-");
-    sb_add(b, "\n", 1);
+    sb_fmt(b, " request_id=%s\n", p->rid);
     /* One write per line, as nginx does: lines from every worker stay in
      * order of completion. */
     flush_log(pw);
 }
 
+static void debug_op(struct preq *p, const char *op, const char *result);
+static void note_decision(struct preq *p, int status, const struct http_msg *m,
+                          bool stored, const char *why);
+
 /* ------------------------------------------------------------ the preq */
+
+/* A request id: the process's random prefix, the worker, a counter. */
+static void request_id(struct pworker *pw, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, pw->px->rid_prefix, 8);
+    out[8] = '-';
+    unsigned w = http_worker_id(pw->w);
+    size_t o = 9;
+    out[o++] = hex[(w >> 4) & 15];
+    out[o++] = hex[w & 15];
+    out[o++] = '-';
+    uint64_t n = ++pw->rid_next;
+    char d[16];
+    int k = 0;
+    do {
+        d[k++] = hex[n & 15];
+        n >>= 4;
+    } while (n && k < 16);
+    while (k)
+        out[o++] = d[--k];
+    out[o] = 0;
+}
+
+/* A client's X-Request-Id is kept when it is 1-36 bytes of [A-Za-z0-9._-]. */
+static void request_id_from(struct preq *p, const struct http_msg *m)
+{
+    const struct http_header *h = http_find(m, "x-request-id", NULL);
+    if (h == NULL || h->vlen == 0 || h->vlen > 36) return;
+    for (size_t i = 0; i < h->vlen; i++) {
+        char c = h->value[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return;
+    }
+    memcpy(p->rid, h->value, h->vlen);
+    p->rid[h->vlen] = 0;
+}
+
+/* The request is over: count it (route, result, latency) and log it. */
+static void account(struct preq *p, int status)
+{
+    struct pworker *pw = p->pw;
+    const struct config_http *hc = &pw->px->cfg->http;
+    size_t ri = p->route ? (size_t)(p->route - hc->routes) : hc->n_routes;
+    struct route_ctr *rc = &pw->st->routes[ri];
+    if (p->up_ns >= 0) hist_add(&rc->upstream, (uint64_t)p->up_ns);
+    if (!p->background) {
+        atomic_fetch_add_explicit(&rc->result[p->result], 1, memory_order_relaxed);
+        hist_add(&rc->latency, uv_hrtime() - p->t0);
+    }
+    access_log(p, status);
+}
 
 static struct preq *preq_get(struct pworker *pw)
 {
@@ -248,6 +325,7 @@ static struct preq *preq_get(struct pworker *pw)
         p->hdr.len = p->vary.len = p->tags.len = p->ptag.len = 0;
     p->pw = pw;
     p->up_ns = -1;
+    request_id(pw, p->rid);
     p->content_length = -1;
     p->t0 = uv_hrtime();
     return p;
@@ -304,7 +382,7 @@ static void bg_remove(struct preq *p)
 /* The response is complete: log it, let the connection go on. */
 static void finish(struct preq *p, int status, bool keep)
 {
-    access_log(p, status);
+    account(p, status);
     struct http_conn *c = p->c;
     bool detached = p->background;
     if (c) {
@@ -345,6 +423,7 @@ static bool flight_join_or(struct preq *p, bool wait)
             f->waiters = p;
             p->waiting = true;
             atomic_fetch_add(&flight_waiters, 1);
+            atomic_fetch_add_explicit(&p->pw->st->coalesced, 1, memory_order_relaxed);
             pthread_mutex_unlock(&px->flock);
             return true;
         }
@@ -432,7 +511,7 @@ static void respond_simple(struct preq *p, int status, const char *ctype,
     sb_fmt(&b, "Date: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", date, ctype,
            blen);
     if (extra) sb_str(&b, extra);
-    sb_fmt(&b, "Cache-Status: %s\r\n", p->cs);
+    sb_fmt(&b, "Cache-Status: %s\r\nX-Request-Id: %s\r\n", p->cs, p->rid);
     if (!p->keep)
         sb_str(&b, "Connection: close\r\n");
     else if (p->http10)
@@ -588,7 +667,8 @@ static void serve_obj(struct preq *p, strata_value *v, const struct hview *o)
     struct sbuf *t = &p->out; /* the tail: dynamic headers */
     t->len = 0;
     if (status != 304 && cc) sb_fmt(t, "Cache-Control: %s\r\n", cc);
-    sb_fmt(t, "Age: %" PRId64 "\r\nCache-Status: %s\r\n", age, p->cs);
+    sb_fmt(t, "Age: %" PRId64 "\r\nCache-Status: %s\r\nX-Request-Id: %s\r\n", age,
+           p->cs, p->rid);
     if (status == 206)
         sb_fmt(t, "Content-Range: bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64 "\r\n", first,
                last, o->h.body_len);
@@ -748,7 +828,7 @@ static long purge_url(struct proxy *px, const char *tag)
 {
     const char *tags[1] = {tag};
     long n = strata_invalidate_tags(px->cache, tags, 1);
-    logmsg(px, LOG_DEBUG, "msg=\"invalidate\" tag=%s removed=%ld", tag, n);
+    slog(SLOG_DEBUG, "msg=\"invalidate\" tag=%s removed=%ld", tag, n);
     return n < 0 ? 0 : n;
 }
 
@@ -824,6 +904,7 @@ static char *build_head(struct preq *p, bool fetch, const struct hview *reval,
             continue;
         }
         if (http_name_is(h, "x-forwarded-proto")) continue;
+        if (http_name_is(h, "x-request-id")) continue; /* p->rid, below */
         if (in_list(&px->cfg->server.strip_request_headers, h->name, h->nlen)) continue;
         if (http_named_in(conn_h, h)) continue;
         if (fetch &&
@@ -843,6 +924,9 @@ static char *build_head(struct preq *p, bool fetch, const struct hview *reval,
     else
         sb_fmt(&b, "X-Forwarded-For: %s\r\n", ip);
     sb_str(&b, "X-Forwarded-Proto: http\r\n");
+    /* The client's id when it was valid, else strata's: the origin logs the
+     * id the client is answered with. */
+    sb_fmt(&b, "X-Request-Id: %s\r\n", p->rid);
     if (reval) {
         if (reval->h.etag_len) {
             sb_str(&b, "If-None-Match: ");
@@ -1063,9 +1147,8 @@ static const char *decide(struct preq *p, int status, const struct http_msg *m)
     url_tag(&p->ptag, NULL, 0, p->target.p, p->target.len);
     add_tag(&tc, p->ptag.p, p->ptag.len);
     if (tc.bad) {
-        logmsg(px, LOG_WARN,
-               "msg=\"not stored: bad or too many tags (max %d)\" url=%.*s",
-               MAX_TAGS - 1, (int)p->target.len, p->target.p);
+        slog(SLOG_WARN, "msg=\"not stored: bad or too many tags (max %d)\" url=%.*s",
+             MAX_TAGS - 1, (int)p->target.len, p->target.p);
         return "tags";
     }
     return NULL;
@@ -1100,6 +1183,7 @@ static void build_hdr(struct preq *p, const struct http_msg *m, bool stored)
             if (http_hop_by_hop(h->name, h->nlen) || http_name_is(h, "content-length"))
                 continue;
             if (stored && http_name_is(h, "age")) continue;
+            if (http_name_is(h, "x-request-id")) continue; /* strata's own is added */
             if (strip_tags && is_tag_header(px, h)) continue;
             if (http_named_in(conn_h, h)) continue;
             if (is_cc && !stored && p->route && p->route->cache_control) continue;
@@ -1228,9 +1312,11 @@ static void store(struct preq *p, core_blob *b)
             free(copy);
             return;
         }
-        strata_cache_set_blob(px->cache, p->vkey.p, p->vkey.len, b, &o, &veto);
+        int rc = strata_cache_set_blob(px->cache, p->vkey.p, p->vkey.len, b, &o, &veto);
+        debug_op(p, "set", rc == STRATA_OK ? "stored" : strata_errname(rc));
     } else {
-        strata_cache_set_blob(px->cache, p->key.p, p->key.len, b, &o, &veto);
+        int rc = strata_cache_set_blob(px->cache, p->key.p, p->key.len, b, &o, &veto);
+        debug_op(p, "set", rc == STRATA_OK ? "stored" : strata_errname(rc));
     }
     free(copy);
 }
@@ -1257,7 +1343,7 @@ static void serve_stale(struct preq *p, const char *detail)
     int64_t over = (hobj_age_ms(&p->sv.h, now) - p->sv.h.fresh_ms) / 1000;
     cs_set(p, "strata; hit; ttl=%" PRId64 "; detail=%s", -(over > 0 ? over : 0),
            detail);
-    p->result = "stale";
+    p->result = PR_STALE;
     strata_value *v = p->stale;
     p->stale = NULL;
     struct hview o = p->sv;
@@ -1281,11 +1367,11 @@ static void send_error(struct preq *p, enum up_error e)
                e == UP_CONNECT   ? "connect-error"
                : e == UP_TIMEOUT ? "timeout"
                                  : "origin-error");
-    logmsg(p->pw->px, LOG_WARN, "msg=\"origin %s\" url=%.*s",
-           e == UP_CONNECT   ? "unreachable"
-           : e == UP_TIMEOUT ? "timed out"
-                             : "failed",
-           (int)p->target.len, p->target.p);
+    slog(SLOG_WARN, "msg=\"origin %s\" url=%.*s",
+         e == UP_CONNECT   ? "unreachable"
+         : e == UP_TIMEOUT ? "timed out"
+                           : "failed",
+         (int)p->target.len, p->target.p);
     p->keep = false;
     respond_simple(
         p, status, "text/plain",
@@ -1402,7 +1488,7 @@ static void stream_head(struct preq *p)
     p->stream_head_sent = true;
     sb_fmt(&b, "HTTP/1.1 %d %s\r\n", p->status, http_reason(p->status));
     add_stream_hdr(p, &b);
-    sb_fmt(&b, "Cache-Status: %s\r\n", p->cs);
+    sb_fmt(&b, "Cache-Status: %s\r\nX-Request-Id: %s\r\n", p->cs, p->rid);
     bool nobody =
         p->status == 204 || p->status == 304 || (p->status >= 100 && p->status < 200);
     if (p->content_length >= 0 && !nobody) {
@@ -1480,6 +1566,7 @@ static int on_up_head(void *ud, int status, struct http_msg *m, bool chunked,
     /* Revalidation answered 304: freshen the stored object. */
     if (p->reval && status == 304 && p->stale) {
         p->freshen = true;
+        note_decision(p, status, m, true, "revalidated");
         /* merged headers: the stored ones, replaced by those the 304 has */
         struct sbuf *mb = &p->tmp;
         mb->len = 0;
@@ -1522,11 +1609,12 @@ static int on_up_head(void *ud, int status, struct http_msg *m, bool chunked,
     if (why == NULL && len > (int64_t)px->cfg->http.max_object_size) why = "too-big";
     p->storable = why == NULL;
     p->reason = why;
+    note_decision(p, status, m, p->storable, why);
     if (why)
         cs_set(p, "strata; fwd=%s; fwd-status=%d; detail=%s", fwd, status, why);
     else
         cs_set(p, "strata; fwd=%s; fwd-status=%d; stored", fwd, status);
-    p->result = p->reval && status == 304 ? "revalidated" : "miss";
+    p->result = p->reval && status == 304 ? PR_REVALIDATED : PR_MISS;
     build_hdr(p, m, p->storable);
     p->hdr_stored = p->storable;
     if (p->storable) {
@@ -1569,6 +1657,7 @@ static void on_up_body(void *ud, const char *d, size_t n)
             p->buffering = false;
             p->storable = false;
             p->reason = "too-big";
+            note_decision(p, 0, NULL, false, "too-big");
             if (p->owner) flight_end(p, false, UP_BROKEN);
             if (p->background) {
                 sb_free(&p->bodyb); /* the rest is read and dropped */
@@ -1653,7 +1742,7 @@ static void on_up_done(void *ud)
             }
         }
         cs_set(p, "strata; fwd=stale; fwd-status=304");
-        p->result = "revalidated";
+        p->result = PR_REVALIDATED;
         if (why == NULL) {
             build_hdr(p, &mm, true);
             core_blob *b = make_object(p, p->sv.body, p->sv.h.body_len);
@@ -1743,6 +1832,8 @@ static void on_up_error(void *ud, enum up_error e, bool before_head)
 {
     struct preq *p = ud;
     p->up = NULL;
+    if ((unsigned)e < PROXY_UP_ERRORS)
+        atomic_fetch_add_explicit(&p->pw->st->up_err[e], 1, memory_order_relaxed);
     flight_end(p, true, e);
     if (p->background) {
         finish(p, 0, false);
@@ -1892,7 +1983,7 @@ static void lookup(struct preq *p)
         if (o.h.magic == HOBJ_HFM) {
             strata_value_release(v);
             cs_set(p, "strata; fwd=bypass");
-            p->result = "bypass";
+            p->result = PR_BYPASS;
             pass(p);
             return;
         }
@@ -1919,12 +2010,14 @@ static void lookup(struct preq *p)
                     cs_set(p, "strata; hit");
                 else
                     cs_set(p, "strata; hit; ttl=%" PRId64, ttl);
-                p->result = "hit";
+                p->result = PR_HIT;
+                debug_op(p, "get", "hit");
                 serve_obj(p, v, &o);
                 return;
             }
             p->stale = v;
             p->sv = o;
+            debug_op(p, "get", "stale");
             int64_t over = age - o.h.fresh_ms;
             if (o.h.swr_ms > 0 && over <= o.h.swr_ms) {
                 refresh_in_background(p);
@@ -1935,9 +2028,10 @@ static void lookup(struct preq *p)
     } else if (v) {
         strata_value_release(v);
     }
+    if (p->stale == NULL) debug_op(p, "get", p->vary_miss ? "vary-miss" : "miss");
     if (p->only_if_cached) { /* RFC 9111 5.2.1.7: never the origin */
         cs_set(p, "strata; detail=only-if-cached");
-        p->result = "miss";
+        p->result = PR_MISS;
         respond_simple(p, 504, "text/plain", "not in the cache (only-if-cached)\n",
                        NULL);
         return;
@@ -1978,7 +2072,7 @@ static void do_purge(struct preq *p)
     bool ok = token_ok(p->msg, hc->purge_token);
     for (size_t i = 0; !ok && i < hc->n_purge_allow; i++)
         ok = cidr_has(&hc->purge_allow[i], &p->peer);
-    p->result = "purge";
+    p->result = PR_PURGE;
     cs_set(p, "strata; detail=purge");
     if (!ok) {
         respond_simple(
@@ -1997,8 +2091,8 @@ static void do_purge(struct preq *p)
 static void reject(struct preq *p, int status, const char *why)
 {
     struct http_conn *c = p->c;
-    p->result = "error";
-    access_log(p, status);
+    p->result = PR_ERROR;
+    account(p, status);
     http_conn_set_data(c, NULL);
     p->c = NULL;
     preq_put(p);
@@ -2028,6 +2122,7 @@ static void on_request(struct http_conn *c, struct http_request *req)
     p->body_chunked = req->chunked;
     p->content_length = req->chunked ? -1 : (int64_t)req->content_length;
     sb_add(&p->target, m->url, m->url_len); /* for the log until normalised */
+    request_id_from(p, m);
 
     if (req->method == HTTP_CONNECT) {
         reject(p, 405, "CONNECT is not supported");
@@ -2108,7 +2203,7 @@ static void on_request(struct http_conn *c, struct http_request *req)
         sb_add(&p->target, "*", 1);
         p->path_len = 1;
         cs_set(p, "strata; fwd=method");
-        p->result = "pass";
+        p->result = PR_PASS;
         pass(p);
         return;
     }
@@ -2165,13 +2260,13 @@ static void on_request(struct http_conn *c, struct http_request *req)
 
     if (req->method != HTTP_GET && req->method != HTTP_HEAD) {
         cs_set(p, "strata; fwd=method");
-        p->result = "pass";
+        p->result = PR_PASS;
         pass(p);
         return;
     }
     if (p->route && !p->route->cache) {
         cs_set(p, "strata; fwd=bypass");
-        p->result = "bypass";
+        p->result = PR_BYPASS;
         pass(p);
         return;
     }
@@ -2184,7 +2279,7 @@ static void on_request(struct http_conn *c, struct http_request *req)
         const char *id = route_identity(p->route, m, &p->tmp, &il);
         if (id == NULL || cfg->http.user_secret == NULL) {
             cs_set(p, "strata; fwd=bypass; detail=no-identity");
-            p->result = "bypass";
+            p->result = PR_BYPASS;
             pass(p);
             return;
         }
@@ -2193,13 +2288,13 @@ static void on_request(struct http_conn *c, struct http_request *req)
     p->cacheable = true;
     if (p->req_no_store) {
         cs_set(p, "strata; fwd=request; detail=no-store");
-        p->result = "pass";
+        p->result = PR_PASS;
         pass(p);
         return;
     }
     if (p->req_no_cache) {
         cs_set(p, "strata; fwd=request");
-        p->result = "miss";
+        p->result = PR_MISS;
         start_fetch(p, NULL);
         return;
     }
@@ -2281,6 +2376,7 @@ static void *worker_init(struct http_worker *w, void *ud)
     if (pw == NULL) abort();
     pw->px = px;
     pw->w = w;
+    pw->st = &px->wst[http_worker_id(w) % px->nworkers];
     pw->pool = up_pool_new(http_worker_loop(w), &px->upc);
     if (pw->pool == NULL) abort();
     uv_timer_init(http_worker_loop(w), &pw->flush);
@@ -2341,13 +2437,175 @@ static int open_access_log(struct proxy *px, const char *where, char **err)
     return 0;
 }
 
-static int level_of(const char *s)
+/* SIGHUP (logrotate's postrotate): the access log file is opened again
+ * under its name. The new descriptor replaces the old one under the same
+ * FILE (dup2), so workers writing at that moment write to one or the other,
+ * never to a closed one. */
+static void reopen_access_log(struct proxy *px)
 {
-    if (s == NULL) return LOG_INFO;
-    if (strcmp(s, "debug") == 0) return LOG_DEBUG;
-    if (strcmp(s, "warn") == 0) return LOG_WARN;
-    if (strcmp(s, "error") == 0) return LOG_ERROR;
-    return LOG_INFO;
+    const char *where = px->cfg->server.access_log;
+    if (px->access == NULL || px->access == stdout || where == NULL) return;
+    int fd = open(where, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || dup2(fd, fileno(px->access)) < 0) {
+        slog(SLOG_ERROR, "msg=\"cannot reopen the access log\" path=%s error=\"%s\"",
+             where, strerror(errno));
+    } else {
+        slog(SLOG_INFO, "msg=\"access log reopened\" path=%s", where);
+    }
+    if (fd >= 0) close(fd);
+}
+
+/* ---------------------------------------------------- stats, explain */
+
+size_t proxy_nroutes(const struct proxy *px)
+{
+    return px->cfg->http.n_routes + 1;
+}
+
+const char *proxy_route_label(const struct proxy *px, size_t i)
+{
+    const struct config_http *hc = &px->cfg->http;
+    if (i >= hc->n_routes) return PROXY_NO_ROUTE;
+    return hc->routes[i].name ? hc->routes[i].name : hc->routes[i].path;
+}
+
+void proxy_route_stats(const struct proxy *px, size_t i, struct proxy_route_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned w = 0; w < px->nworkers; w++) {
+        const struct route_ctr *rc = &px->wst[w].routes[i];
+        for (int r = 0; r < PR_N; r++)
+            out->result[r] +=
+                atomic_load_explicit(&rc->result[r], memory_order_relaxed);
+        hist_read(&rc->latency, &out->latency);
+        hist_read(&rc->upstream, &out->upstream);
+    }
+}
+
+void proxy_totals(const struct proxy *px, struct proxy_totals *out)
+{
+    memset(out, 0, sizeof *out);
+    for (unsigned w = 0; w < px->nworkers; w++) {
+        out->coalesced +=
+            atomic_load_explicit(&px->wst[w].coalesced, memory_order_relaxed);
+        for (int e = 0; e < PROXY_UP_ERRORS; e++)
+            out->upstream_errors[e] +=
+                atomic_load_explicit(&px->wst[w].up_err[e], memory_order_relaxed);
+    }
+}
+
+strata_cache *proxy_cache(struct proxy *px)
+{
+    return px->cache;
+}
+
+static uint64_t target_hash(const char *t, size_t n)
+{
+    uint64_t h = XXH3_64bits(t, n);
+    return h ? h : 1;
+}
+
+/* What strata decided about an origin response for p's target (explain). */
+static void note_decision(struct preq *p, int status, const struct http_msg *m,
+                          bool stored, const char *why)
+{
+    struct proxy *px = p->pw->px;
+    uint64_t h = target_hash(p->target.p, p->target.len);
+    struct decision *d = &px->dec[h % DECISIONS];
+    pthread_mutex_lock(&px->dlock);
+    d->hash = h;
+    d->wall_ms = proxy_wall_ms();
+    if (status) d->status = status;
+    d->stored = stored;
+    snprintf(d->reason, sizeof d->reason, "%s", why ? why : "");
+    snprintf(d->host, sizeof d->host, "%.*s", (int)p->host.len, p->host.p);
+    if (m) {
+        size_t o = 0;
+        d->cc[0] = 0;
+        for (size_t i = 0; i < m->nh; i++)
+            if (http_name_is(&m->h[i], "cache-control") && o + 3 < sizeof d->cc)
+                o += (size_t)snprintf(d->cc + o, sizeof d->cc - o, "%s%.*s",
+                                      o ? ", " : "", (int)m->h[i].vlen, m->h[i].value);
+    }
+    pthread_mutex_unlock(&px->dlock);
+}
+
+int proxy_explain(struct proxy *px, const char *host, const char *target, size_t tlen,
+                  struct proxy_explain *out)
+{
+    memset(out, 0, sizeof *out);
+    struct sbuf t = {0}, key = {0};
+    if (tlen == 0 || target[0] != '/' || proxy_target(target, tlen, &t) != 0 ||
+        t.len >= sizeof out->target) {
+        sb_free(&t);
+        return -1;
+    }
+    memcpy(out->target, t.p, t.len);
+    const char *q = memchr(t.p, '?', t.len);
+    out->route = route_match(&px->cfg->http, t.p, q ? (size_t)(q - t.p) : t.len);
+    uint64_t h = target_hash(t.p, t.len);
+    const struct decision *d = &px->dec[h % DECISIONS];
+    pthread_mutex_lock(&px->dlock);
+    if (d->hash == h && (host == NULL || strcasecmp(host, d->host) == 0)) {
+        out->seen = true;
+        out->status = d->status;
+        out->decided_store = d->stored;
+        out->seen_age_s = (proxy_wall_ms() - d->wall_ms) / 1000;
+        memcpy(out->reason, d->reason, sizeof out->reason);
+        memcpy(out->cache_control, d->cc, sizeof out->cache_control);
+        if (host == NULL) memcpy(out->host, d->host, sizeof out->host);
+    }
+    pthread_mutex_unlock(&px->dlock);
+    if (host) snprintf(out->host, sizeof out->host, "%s", host);
+    for (char *c = out->host; *c; c++)
+        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
+    if (out->host[0] == 0) {
+        sb_free(&t);
+        return 0;
+    }
+    sb_add(&key, "h:", 2);
+    sb_str(&key, out->host);
+    sb_add(&key, t.p, t.len);
+    strata_value *v = NULL;
+    struct hview o;
+    if (strata_get(px->cache, key.p, key.len, &v) == STRATA_OK &&
+        hobj_view(strata_value_data(v), strata_value_len(v), &o) == 0) {
+        if (o.h.magic == HOBJ_HFM) {
+            out->holds = PX_HIT_FOR_MISS;
+        } else if (o.h.magic == HOBJ_VARY) {
+            out->holds = PX_VARIANTS;
+            out->variants = o.h.status;
+        } else {
+            int64_t age = hobj_age_ms(&o.h, proxy_wall_ms());
+            out->holds = PX_OBJECT;
+            out->age_s = age / 1000;
+            out->ttl_s = o.h.fresh_ms >= INT64_MAX / 4 ? INT64_MAX / 4
+                                                       : (o.h.fresh_ms - age) / 1000;
+            size_t n =
+                o.h.tags_len < sizeof out->tags ? o.h.tags_len : sizeof out->tags - 1;
+            memcpy(out->tags, o.tags, n);
+            out->tags[n] = 0;
+            for (size_t i = 0; i < n; i++)
+                if (out->tags[i] == '\n') out->tags[i] = ' ';
+            while (n && out->tags[n - 1] == ' ')
+                out->tags[--n] = 0;
+        }
+    }
+    if (v) strata_value_release(v);
+    sb_free(&key);
+    sb_free(&t);
+    return 0;
+}
+
+/* Cache operations at debug level: what was looked up, stored, removed. */
+static void debug_op(struct preq *p, const char *op, const char *result)
+{
+    if (!slog_on(SLOG_DEBUG)) return;
+    char k[600];
+    const struct sbuf *key = p->vkey.len ? &p->vkey : &p->key;
+    slog_val(k, sizeof k, key->p, key->len);
+    slog(SLOG_DEBUG, "msg=\"cache %s\" cache=%s key=%s result=%s request_id=%s", op,
+         p->pw->px->cfg->http.cache, k, result, p->rid);
 }
 
 int proxy_serve(const struct config *cfg, char **err)
@@ -2356,8 +2614,9 @@ int proxy_serve(const struct config *cfg, char **err)
     *err = NULL;
     if (px == NULL) return -1;
     px->cfg = cfg;
-    px->level = level_of(cfg->server.log_level);
+    slog_set_level(cfg->server.log_level);
     pthread_mutex_init(&px->flock, NULL);
+    pthread_mutex_init(&px->dlock, NULL);
 
     /* Signals are taken by this thread only (sigwait below): block them
      * before any thread starts. */
@@ -2365,6 +2624,7 @@ int proxy_serve(const struct config *cfg, char **err)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -2400,14 +2660,30 @@ int proxy_serve(const struct config *cfg, char **err)
     if (test_clock) strata_set_clock(px->s, proxy_clock_fn, NULL);
     if (open_access_log(px, cfg->server.access_log, err) != 0) goto out;
 
-    struct admin *adm = admin_start(cfg, px->s, test_clock, err);
-    if (adm == NULL) goto out;
-
     unsigned workers = cfg->server.workers;
     if (workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         workers = n > 0 ? (unsigned)n : 1;
     }
+    px->nworkers = workers;
+    px->wst = calloc(workers, sizeof *px->wst);
+    px->dec = calloc(DECISIONS, sizeof *px->dec);
+    if (px->wst == NULL || px->dec == NULL) goto out;
+    for (unsigned i = 0; i < workers; i++) {
+        px->wst[i].routes = calloc(cfg->http.n_routes + 1, sizeof *px->wst[i].routes);
+        if (px->wst[i].routes == NULL) goto out;
+    }
+    unsigned char rnd[4] = {0};
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t t = uv_hrtime();
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    snprintf(px->rid_prefix, sizeof px->rid_prefix, "%02x%02x%02x%02x", rnd[0], rnd[1],
+             rnd[2], rnd[3]);
+
+    struct admin *adm = admin_start(cfg, px->s, px, test_clock, err);
+    if (adm == NULL) goto out;
+
     struct http_server_conf sc = {
         .listen = cfg->server.listen,
         .workers = workers,
@@ -2425,24 +2701,30 @@ int proxy_serve(const struct config *cfg, char **err)
         admin_stop(adm);
         goto out;
     }
-    logmsg(px, LOG_INFO,
-           "msg=\"serving\" listen=%s upstream=%s workers=%u cache=%s test_clock=%d",
-           cfg->server.listen, cfg->server.upstream, workers, cfg->http.cache,
-           test_clock);
+    slog(SLOG_INFO,
+         "msg=\"serving\" listen=%s upstream=%s workers=%u cache=%s test_clock=%d",
+         cfg->server.listen, cfg->server.upstream, workers, cfg->http.cache,
+         test_clock);
     int sig = 0;
-    sigwait(&set, &sig);
-    logmsg(px, LOG_INFO, "msg=\"stopping\" signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        reopen_access_log(px);
+    slog(SLOG_INFO, "msg=\"stopping\" signal=%s", sig == SIGTERM ? "TERM" : "INT");
     http_server_stop(px->srv);
     admin_stop(adm);
     http_server_free(px->srv);
     px->srv = NULL;
-    logmsg(px, LOG_INFO, "msg=\"stopped\"");
+    slog(SLOG_INFO, "msg=\"stopped\"");
     rc = 0;
 out:
     if (px->access && px->access != stdout) fclose(px->access);
     if (px->access == stdout) fflush(stdout);
     strata_close(px->s);
+    for (unsigned i = 0; px->wst && i < px->nworkers; i++)
+        free(px->wst[i].routes);
+    free(px->wst);
+    free(px->dec);
     pthread_mutex_destroy(&px->flock);
+    pthread_mutex_destroy(&px->dlock);
     free(px);
     return rc;
 }

@@ -1,12 +1,19 @@
-"""The `strata` command: help, version, check-config, exit codes."""
+"""The `strata` command: help, version, check-config, exit codes, and the
+help and man page that come from the one command table."""
+import pathlib
 import re
+import shutil
+import subprocess
+
+import pytest
 
 
 def test_help_lists_every_command(strata_cmd):
     p = strata_cmd("--help", check=0)
     assert "usage: strata COMMAND" in p.stdout
-    for cmd in ("check-config", "version"):
-        assert cmd in p.stdout
+    for cmd in ("serve", "check-config", "clear", "warm", "stats", "get", "set", "del",
+                "version"):
+        assert re.search(r"^  %s +\S" % cmd, p.stdout, re.M), cmd
 
 
 def test_no_arguments_is_a_usage_error(strata_cmd):
@@ -87,3 +94,90 @@ def test_demo_runs(build_dir):
     assert 'get product:1    -> "lamp"' in p.stdout
     assert "invalidate_pattern(\"user:*\") removed 2" in p.stdout
     assert "(loader ran 1 time)" in p.stdout
+
+
+# ---- help and the man page come from one table ----------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+COMMANDS = ("serve", "check-config", "clear", "warm", "stats", "get", "set", "del",
+            "version")
+
+
+def _help_options(text):
+    """The option rows of `strata CMD --help`: [(alias or None, name, arg or None)]."""
+    rows = []
+    in_opts = False
+    for ln in text.splitlines():
+        if ln == "options:":
+            in_opts = True
+            continue
+        if in_opts and not ln.strip():
+            break
+        if in_opts:
+            m = re.match(r"^  (?:(-\w), |    )(--[\w-]+)(?: (\S+))?  ", ln)
+            assert m, "option row %r" % ln
+            rows.append(m.groups())
+    return rows
+
+
+def test_every_command_has_help_with_usage_summary_and_options(strata_cmd):
+    top = strata_cmd("--help", check=0).stdout
+    for cmd in COMMANDS:
+        p = strata_cmd(cmd, "--help", check=0)
+        lines = p.stdout.splitlines()
+        assert lines[0].startswith("usage: strata %s" % cmd), lines[0]
+        summary = lines[2]
+        assert summary and summary in top  # the same summary as `strata --help`
+        opts = _help_options(p.stdout)
+        assert ("-h", "--help", None) in opts
+
+
+def test_admin_commands_list_their_options(strata_cmd):
+    expect = {
+        "clear": ["--all", "--pattern", "--tag", "--url", "--url-pattern", "--cache",
+                  "--json"],
+        "warm": ["--endpoints", "--file", "--concurrency", "--json"],
+        "stats": ["--json", "--watch", "--interval"],
+        "get": ["--cache"],
+        "set": ["--ttl", "--tags", "--cache"],
+        "del": ["--cache"],
+    }
+    for cmd, names in expect.items():
+        opts = _help_options(strata_cmd(cmd, "--help", check=0).stdout)
+        got = [n for _, n, _ in opts]
+        for n in names + ["--admin", "--config"]:
+            assert n in got, (cmd, n, got)
+        assert ("-c", "--config", "FILE") in opts
+
+
+def test_options_outside_the_table_are_refused(strata_cmd):
+    # What --help does not list, the parser does not accept.
+    p = strata_cmd("get", "k", "--tags", "a", check=2)
+    assert "unknown option '--tags'" in p.stderr
+
+
+def _man_text():
+    return (ROOT / "docs" / "strata.1").read_text()
+
+
+def test_man_page_documents_every_command_and_option(strata_cmd):
+    man = _man_text().replace("\\-", "-")
+    for cmd in COMMANDS:
+        assert re.search(r"^\.SS \"strata %s\b" % re.escape(cmd), man, re.M), cmd
+        for alias, name, _ in _help_options(strata_cmd(cmd, "--help", check=0).stdout):
+            if name == "--help":
+                continue
+            assert name in man, (cmd, name)
+            if alias:
+                assert alias in man, (cmd, alias)
+    for section in ("EXIT STATUS", "ENVIRONMENT", "FILES"):
+        assert re.search(r"^\.SH %s$" % section, man, re.M), section
+    assert "STRATA_ADMIN_TOKEN" in man and "strata-admin.token" in man
+
+
+@pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
+def test_man_page_is_clean_troff():
+    p = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z",
+                        str(ROOT / "docs" / "strata.1")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
