@@ -66,20 +66,21 @@ struct areq {
     size_t blen;
     bool too_big;
     struct warm *warm; /* a warm in progress */
-    const char *allow; /* a 405's Allow header */
+    const char *extra; /* more header lines ("Name: value\r\n"...) */
 };
 
 static void reply_bytes(struct areq *r, int status, const char *ctype, const char *body,
                         size_t blen)
 {
-    char head[512];
+    char head[1024];
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n%s%s%s%s\r\n",
+                     "X-Request-Id: %s\r\nCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
                      status, http_reason(status), ctype, blen, r->id,
-                     r->allow ? "Allow: " : "", r->allow ? r->allow : "",
-                     r->allow ? "\r\n" : "",
+                     r->extra ? r->extra : "",
                      r->req->keep_alive ? "" : "Connection: close\r\n");
+    if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: bounded inputs */
     struct http_conn *c = r->c;
     bool keep = r->req->keep_alive;
     if (r->req->method == HTTP_HEAD) blen = 0; /* the head says how long */
@@ -1108,6 +1109,11 @@ static void warm(struct areq *r)
 
 static void ui(struct areq *r)
 {
+    /* The page runs its own inline script and talks to this listener only. */
+    r->extra =
+        "Content-Security-Policy: default-src 'none'; script-src 'unsafe-inline'; "
+        "style-src 'unsafe-inline'; connect-src 'self'; img-src data:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n";
     reply_bytes(r, 200, "text/html; charset=utf-8", admin_ui_html, admin_ui_html_len);
 }
 
@@ -1180,7 +1186,9 @@ static void dispatch(struct areq *r)
                    : !path_is(m, e->path))
             continue;
         if (!(e->methods & mb)) {
-            r->allow = e->allow;
+            char allow[64];
+            snprintf(allow, sizeof allow, "Allow: %s\r\n", e->allow);
+            r->extra = allow;
             error(r, 405, "method not allowed", e->allow);
             return;
         }
@@ -1227,7 +1235,8 @@ static void on_request(struct http_conn *c, struct http_request *req)
     }
     /* The page itself holds no data: it asks for the token and sends it
      * with every call it makes. */
-    bool page = req->method == HTTP_GET && path_is(req->msg, "/_strata/ui");
+    bool page = (req->method == HTTP_GET || req->method == HTTP_HEAD) &&
+                path_is(req->msg, "/_strata/ui");
     if (!page && !auth_ok(a, req->msg)) {
         error(r, 401, "unauthorized", "Authorization: Bearer <token> required");
         return;

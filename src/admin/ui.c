@@ -47,6 +47,7 @@ __asm__(".pushsection .rodata\n"
         ".globl admin_ui_html_len\n"
         ".hidden admin_ui_html_len\n"
         ".type admin_ui_html_len, %object\n"
-        "admin_ui_html_len:\n" UI_SIZE_DIRECTIVE " .Ladmin_ui_html_end - admin_ui_html\n"
+        "admin_ui_html_len:\n" UI_SIZE_DIRECTIVE
+        " .Ladmin_ui_html_end - admin_ui_html\n"
         ".size admin_ui_html_len, " UI_SIZE_ALIGN "\n"
         ".popsection\n");

@@ -261,6 +261,9 @@ def test_head_of_health_has_no_body_and_keeps_the_connection_usable(origin, stra
         assert h.status_code == 200
         c.request("GET", "/_strata/health", auth, host=host)
         g = c.read_response()
+        # a body sent after the HEAD response would be read as the start of
+        # this one
+        assert g.version == "HTTP/1.1", "bytes before the next status line: %r" % g.version
         assert g.status_code == 200, g
         assert g.json()["status"] == "ok"
 
@@ -449,6 +452,18 @@ def test_stats_kv_operations_move_the_cache_counters(origin, strata):
     assert stats(s)["caches"]["session"]["sets"] == 0
 
 
+def test_stats_evictions_and_bounds(origin, strata):
+    s = strata(caches={"tiny": {"backend": "memory", "max_memory": "64KB", "ttl": "1h"}})
+    for i in range(200):
+        assert kv_put(s, "e%03d" % i, b"v" * 1024, cache="tiny").status_code == 200
+    t = stats(s)["caches"]["tiny"]
+    assert t["max_bytes"] == 64 * 1024
+    assert t["sets"] == 200
+    assert t["evictions"] > 0 and t["items"] < 200, t
+    assert t["items"] + t["evictions"] == 200, t
+    assert t["bytes"] <= t["max_bytes"] + 2 * 1024, t
+
+
 def test_explain_does_not_move_the_http_cache_counters(origin, strata):
     """explain is a diagnostic: looking at an object must not count as a
     cache hit (nor a miss), or every look skews hit_rate."""
@@ -500,6 +515,7 @@ def test_invalidate_patterns(origin, strata):
     assert out["removed"] == 2, out
     assert not _present(s, "user:1") and not _present(s, "user:2")
     assert _present(s, "item:1") and _present(s, "user:1", "session")
+    assert stats(s)["caches"]["default"]["invalidated"] == 2
     out = s.invalidate(patterns=["[ik]*"])  # every cache: item:1 k1 k2 ...
     assert out["removed"] >= 5, out
     for k in ("item:1", "k1", "k2"):
@@ -714,6 +730,30 @@ def test_kv_empty_and_large_values(origin, strata):
     assert r.status_code == 200 and r.content == big
 
 
+def test_kv_head(origin, strata):
+    """HEAD of a key: 200 (404 when absent), no body, and a Content-Length
+    that is the value's (RFC 9110 8.6: a Content-Length sent to HEAD MUST be
+    what GET would send)."""
+    s = strata()
+    assert kv_put(s, "h", BINARY).status_code == 200
+    with RawConn(s.admin_port, timeout=10) as c:
+        host = "127.0.0.1:%d" % s.admin_port
+        auth = {"Authorization": "Bearer %s" % ADMIN_TOKEN}
+        c.request("HEAD", _key_url("default", "h"), auth, host=host)
+        h = c.read_response("HEAD")
+        assert h.status_code == 200
+        assert h.headers["Content-Type"] == "application/octet-stream"
+        assert h.headers.get("Content-Length") in (None, str(len(BINARY))), h.headers
+        c.request("HEAD", _key_url("default", "absent"), auth, host=host)
+        n = c.read_response("HEAD")
+        assert n.version == "HTTP/1.1", "bytes before the next status line: %r" % n.version
+        assert n.status_code == 404
+        c.request("GET", _key_url("default", "h"), auth, host=host)
+        g = c.read_response()
+        assert g.version == "HTTP/1.1", "bytes before the next status line: %r" % g.version
+        assert g.status_code == 200 and g.content == BINARY
+
+
 def test_kv_overwrite(origin, strata):
     s = strata()
     assert kv_put(s, "k", b"one").status_code == 200
@@ -782,6 +822,7 @@ def test_kv_ttl_expiry(origin, strata):
     s.advance(2000)
     _err(kv_get(s, "short"), 404)
     assert kv_get(s, "long").status_code == 200
+    assert stats(s)["caches"]["default"]["expired"] == 1
 
 
 def test_kv_default_ttl_is_the_caches(origin, strata):
