@@ -410,6 +410,15 @@ long strata_cache_invalidate_where(strata_cache *c, engine_key_pred match, void 
     return r;
 }
 
+int strata_cache_peek(strata_cache *c, const void *key, size_t klen, strata_value **out)
+{
+    if (out) *out = NULL;
+    if (c == NULL || out == NULL) return STRATA_EINVAL;
+    if (c->ops == &backend_memory_ops)
+        return engine_lookup(c->b, key, klen, out, false);
+    return c->ops->get(c->b, key, klen, out);
+}
+
 size_t strata_cache_count(const strata *s)
 {
     return s ? s->n : 0;

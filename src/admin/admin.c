@@ -201,8 +201,10 @@ static void debug_clock(struct areq *r)
     json_object_foreach(j, k, v)
     {
         if (strcmp(k, "advance_ms") != 0) {
+            char d[300];
+            snprintf(d, sizeof d, "unknown field '%s'", k);
             json_decref(j);
-            error(r, 400, "unknown field", k);
+            error(r, 400, "unknown field", d);
             return;
         }
     }
@@ -1194,8 +1196,8 @@ static void dispatch(struct areq *r)
         }
         if (mb == M_POST) {
             const struct http_header *ct = http_find(m, "content-type", NULL);
-            if (ct == NULL || ct->vlen < 16 ||
-                strncasecmp(ct->value, "application/json", 16) != 0) {
+            if (ct == NULL ||
+                !http_media_type_is(ct->value, ct->vlen, "application/json")) {
                 error(r, 415, "unsupported media type",
                       "POST bodies must be application/json");
                 return;
@@ -1219,10 +1221,7 @@ static void on_request(struct http_conn *c, struct http_request *req)
     r->c = c;
     r->req = req;
     const struct http_header *rid = http_find(req->msg, "x-request-id", NULL);
-    bool valid = rid && rid->vlen > 0 && rid->vlen < sizeof r->id;
-    for (size_t i = 0; valid && i < rid->vlen; i++)
-        if (rid->value[i] <= 0x20 || rid->value[i] >= 0x7f) valid = false;
-    if (valid)
+    if (rid && http_request_id_ok(rid->value, rid->vlen))
         snprintf(r->id, sizeof r->id, "%.*s", (int)rid->vlen, rid->value);
     else
         snprintf(r->id, sizeof r->id, "adm-%016llx",

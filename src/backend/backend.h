@@ -93,6 +93,11 @@ size_t strata_cache_count(const strata *s);
 strata_cache *strata_cache_at(strata *s, size_t i);      /* in configuration order */
 const char *strata_cache_backend(const strata_cache *c); /* "memory", ... */
 
+/* A get that moves no counter (the admin API's explain looks without
+ * changing the hit rate it reports). Memory backend; others: a plain get. */
+int strata_cache_peek(strata_cache *c, const void *key, size_t klen,
+                      strata_value **out);
+
 /* Test hooks (not in the public header). */
 long strata_sweep_now(strata *s);
 long strata_flight_waiters(strata_cache *c, const void *key, size_t klen);

@@ -55,6 +55,13 @@ bool http_name_is(const struct http_header *h, const char *name);
 bool http_list_has(const char *v, size_t vlen, const char *token);
 /* Is header `h` named in the Connection header `conn` (NULL: no)? */
 bool http_named_in(const struct http_header *conn, const struct http_header *h);
+/* An X-Request-Id strata keeps from a client: 1-36 bytes of [A-Za-z0-9._-]
+ * (a UUID fits; nothing that could break a log line or a header). */
+#define HTTP_REQUEST_ID_MAX 36
+bool http_request_id_ok(const char *v, size_t n);
+/* Is the Content-Type value exactly `type` (case-insensitive), optionally
+ * followed by parameters (";...")? */
+bool http_media_type_is(const char *v, size_t n, const char *type);
 /* Hop-by-hop by name (RFC 9110 section 7.6.1). */
 bool http_hop_by_hop(const char *name, size_t nlen);
 
@@ -151,8 +158,11 @@ void http_conn_pause(struct http_conn *c);
 void http_conn_resume(struct http_conn *c);
 /* Close now, dropping what is queued (an aborted response). */
 void http_conn_abort(struct http_conn *c);
-/* A short complete response ("400 Bad Request" and so on) and close. */
+/* A short complete response ("400 Bad Request" and so on) and close.
+ * `_hdr` adds header lines (each ending in CRLF; may be NULL). */
 void http_conn_error(struct http_conn *c, int status, const char *why);
+void http_conn_error_hdr(struct http_conn *c, int status, const char *why,
+                         const char *hdr);
 
 /* --------------------------------------------------------------- upstream */
 

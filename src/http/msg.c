@@ -185,6 +185,29 @@ bool http_hop_by_hop(const char *name, size_t n)
     return n >= 6 && strncasecmp(name, "proxy-", 6) == 0;
 }
 
+bool http_request_id_ok(const char *v, size_t n)
+{
+    if (n == 0 || n > HTTP_REQUEST_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+bool http_media_type_is(const char *v, size_t n, const char *type)
+{
+    size_t tl = strlen(type), i = 0;
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    if (n - i < tl || strncasecmp(v + i, type, tl) != 0) return false;
+    for (i += tl; i < n && (v[i] == ' ' || v[i] == '\t'); i++)
+        ;
+    return i == n || v[i] == ';';
+}
+
 const char *http_reason(int status)
 {
     switch (status) {

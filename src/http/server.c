@@ -403,15 +403,21 @@ int http_conn_write_copy(struct http_conn *c, const void *p, size_t n)
 
 void http_conn_error(struct http_conn *c, int status, const char *why)
 {
-    char buf[512];
+    http_conn_error_hdr(c, status, why, NULL);
+}
+
+void http_conn_error_hdr(struct http_conn *c, int status, const char *why,
+                         const char *hdr)
+{
+    char buf[768];
     if (c->closing || c->dying) return;
     int body = (int)strlen(why) + 1;
     int n =
         snprintf(buf, sizeof buf,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                 "Cache-Status: strata; fwd=request; detail=invalid\r\n"
+                 "Cache-Status: strata; fwd=request; detail=invalid\r\n%s"
                  "Connection: close\r\n\r\n%s\n",
-                 status, http_reason(status), body, why);
+                 status, http_reason(status), body, hdr ? hdr : "", why);
     if (n > 0 && (size_t)n < sizeof buf) http_conn_write_copy(c, buf, (size_t)n);
     if (c->closing || c->dying) return;
     c->close_after = true;

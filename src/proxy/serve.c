@@ -268,17 +268,11 @@ static void request_id(struct pworker *pw, char *out)
     out[o] = 0;
 }
 
-/* A client's X-Request-Id is kept when it is 1-36 bytes of [A-Za-z0-9._-]. */
+/* A client's valid X-Request-Id is kept (http_request_id_ok). */
 static void request_id_from(struct preq *p, const struct http_msg *m)
 {
     const struct http_header *h = http_find(m, "x-request-id", NULL);
-    if (h == NULL || h->vlen == 0 || h->vlen > 36) return;
-    for (size_t i = 0; i < h->vlen; i++) {
-        char c = h->value[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-              (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-            return;
-    }
+    if (h == NULL || !http_request_id_ok(h->value, h->vlen)) return;
     memcpy(p->rid, h->value, h->vlen);
     p->rid[h->vlen] = 0;
 }
@@ -2091,12 +2085,14 @@ static void do_purge(struct preq *p)
 static void reject(struct preq *p, int status, const char *why)
 {
     struct http_conn *c = p->c;
+    char rid[64];
+    snprintf(rid, sizeof rid, "X-Request-Id: %s\r\n", p->rid);
     p->result = PR_ERROR;
     account(p, status);
     http_conn_set_data(c, NULL);
     p->c = NULL;
     preq_put(p);
-    http_conn_error(c, status, why);
+    http_conn_error_hdr(c, status, why, rid);
 }
 
 static void on_request(struct http_conn *c, struct http_request *req)
@@ -2568,7 +2564,7 @@ int proxy_explain(struct proxy *px, const char *host, const char *target, size_t
     sb_add(&key, t.p, t.len);
     strata_value *v = NULL;
     struct hview o;
-    if (strata_get(px->cache, key.p, key.len, &v) == STRATA_OK &&
+    if (strata_cache_peek(px->cache, key.p, key.len, &v) == STRATA_OK &&
         hobj_view(strata_value_data(v), strata_value_len(v), &o) == 0) {
         if (o.h.magic == HOBJ_HFM) {
             out->holds = PX_HIT_FOR_MISS;
