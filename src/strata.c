@@ -33,9 +33,15 @@ struct strata_cache {
     char *name;
     /* Operation latency, timed for one call in `sample_mask + 1` per thread
      * (the memory engine's calls are a few hundred ns: timing every one
-     * would cost a good part of that), and invalidations by kind. */
+     * would cost a good part of that), and invalidations by kind. The
+     * counters live in their own cache lines: the fields above are read by
+     * every call, and a write next to them would slow every thread down. */
     uint32_t sample_mask;
-    struct hist op[STRATA_OP_N];
+    struct cache_ctr *m;
+};
+
+struct cache_ctr {
+    _Alignas(64) struct hist op[STRATA_OP_N];
     _Atomic uint64_t inval[STRATA_INV_N];
 };
 
@@ -162,7 +168,9 @@ strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
         sc->s = s;
         sc->name = strdup(c->name);
         sc->sample_mask = STRATA_SAMPLE_MEMORY - 1;
-        sc->b = sc->name ? backend_open(c, &s->clock, &sc->ops, &e) : NULL;
+        sc->m = aligned_alloc(64, (sizeof *sc->m + 63) / 64 * 64);
+        if (sc->m) memset(sc->m, 0, sizeof *sc->m);
+        sc->b = sc->name && sc->m ? backend_open(c, &s->clock, &sc->ops, &e) : NULL;
         if (sc->b == NULL) {
             if (errmsg) {
                 const char *where = cc.path ? cc.path : "(defaults)";
@@ -199,6 +207,7 @@ void strata_close(strata *s)
     for (size_t i = 0; i < s->n; i++) {
         if (s->caches[i].b) s->caches[i].ops->close(s->caches[i].b);
         free(s->caches[i].name);
+        free(s->caches[i].m);
     }
     free(s->caches);
     pthread_cond_destroy(&s->cond);
@@ -238,43 +247,63 @@ static bool tags_ok(const strata_set_opts *opts)
     return opts == NULL || opts->ntags <= STRATA_TAGS_MAX;
 }
 
-/* Time one call in sample_mask + 1 (per thread): returns its start, or 0. */
+/* One call in sample_mask + 1 (per thread) is timed. The others take the
+ * plain path, a tail call into the backend: the timing code is out of line. */
 static _Thread_local uint32_t op_tick;
 
-static inline uint64_t op_start(const strata_cache *c)
+static inline bool op_sampled(const strata_cache *c)
 {
-    return (++op_tick & c->sample_mask) == 0 ? hist_now_ns() : 0;
+    return __builtin_expect((++op_tick & c->sample_mask) == 0, 0);
 }
 
 static inline void op_end(strata_cache *c, enum strata_op op, uint64_t t0)
 {
-    if (t0) hist_add(&c->op[op], hist_now_ns() - t0);
+    hist_add(&c->m->op[op], hist_now_ns() - t0);
+}
+
+static inline int get_now(strata_cache *c, const void *key, size_t klen,
+                          strata_value **out)
+{
+    /* The memory engine directly: a hit is short enough for the indirect
+     * calls to show. */
+    if (c->ops == &backend_memory_ops) return engine_get(c->b, key, klen, out);
+    return c->ops->get(c->b, key, klen, out);
+}
+
+__attribute__((noinline, cold)) static int timed_get(strata_cache *c, const void *key,
+                                                     size_t klen, strata_value **out)
+{
+    uint64_t t0 = hist_now_ns();
+    int r = get_now(c, key, klen, out);
+    op_end(c, STRATA_OP_GET, t0);
+    return r;
+}
+
+__attribute__((noinline, cold)) static int timed_set(strata_cache *c, const void *key,
+                                                     size_t klen, const void *val,
+                                                     size_t vlen,
+                                                     const strata_set_opts *opts)
+{
+    uint64_t t0 = hist_now_ns();
+    int r = c->ops->set(c->b, key, klen, val, vlen, opts);
+    op_end(c, STRATA_OP_SET, t0);
+    return r;
 }
 
 int strata_set(strata_cache *c, const void *key, size_t klen, const void *val,
                size_t vlen, const strata_set_opts *opts)
 {
     if (c == NULL || !tags_ok(opts)) return STRATA_EINVAL;
-    uint64_t t0 = op_start(c);
-    int r = c->ops->set(c->b, key, klen, val, vlen, opts);
-    op_end(c, STRATA_OP_SET, t0);
-    return r;
+    if (op_sampled(c)) return timed_set(c, key, klen, val, vlen, opts);
+    return c->ops->set(c->b, key, klen, val, vlen, opts);
 }
 
 int strata_get(strata_cache *c, const void *key, size_t klen, strata_value **out)
 {
     if (out) *out = NULL;
     if (c == NULL || out == NULL) return STRATA_EINVAL;
-    uint64_t t0 = op_start(c);
-    int r;
-    /* The memory engine directly: a hit is short enough for the indirect
-     * calls to show. */
-    if (c->ops == &backend_memory_ops)
-        r = engine_get(c->b, key, klen, out);
-    else
-        r = c->ops->get(c->b, key, klen, out);
-    op_end(c, STRATA_OP_GET, t0);
-    return r;
+    if (op_sampled(c)) return timed_get(c, key, klen, out);
+    return get_now(c, key, klen, out);
 }
 
 int strata_delete(strata_cache *c, const void *key, size_t klen)
@@ -283,7 +312,7 @@ int strata_delete(strata_cache *c, const void *key, size_t klen)
     uint64_t t0 = hist_now_ns();
     int r = c->ops->del(c->b, key, klen);
     op_end(c, STRATA_OP_DELETE, t0);
-    atomic_fetch_add_explicit(&c->inval[STRATA_INV_KEY], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->m->inval[STRATA_INV_KEY], 1, memory_order_relaxed);
     return r;
 }
 
@@ -293,7 +322,8 @@ int strata_get_or_set(strata_cache *c, const void *key, size_t klen, strata_load
     if (out) *out = NULL;
     if (c == NULL || out == NULL || load == NULL || !tags_ok(opts))
         return STRATA_EINVAL;
-    uint64_t t0 = op_start(c);
+    if (!op_sampled(c)) return c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
+    uint64_t t0 = hist_now_ns();
     int r = c->ops->get_or_set(c->b, key, klen, load, ud, opts, out);
     op_end(c, STRATA_OP_GET_OR_SET, t0);
     return r;
@@ -337,8 +367,8 @@ int strata_memoize(strata_cache *c, strata_loader load, void *ud,
 /* An invalidation of `kind`: counted, and always timed (they are rare). */
 static void inval_done(strata_cache *c, enum strata_inval kind, uint64_t t0)
 {
-    atomic_fetch_add_explicit(&c->inval[kind], 1, memory_order_relaxed);
-    hist_add(&c->op[STRATA_OP_INVALIDATE], hist_now_ns() - t0);
+    atomic_fetch_add_explicit(&c->m->inval[kind], 1, memory_order_relaxed);
+    hist_add(&c->m->op[STRATA_OP_INVALIDATE], hist_now_ns() - t0);
 }
 
 long strata_invalidate_pattern(strata_cache *c, const char *glob)
@@ -440,9 +470,9 @@ void strata_cache_metrics(strata_cache *c, struct strata_cache_metrics *out)
     if (c == NULL) return;
     out->sample_every = c->sample_mask + 1;
     for (int i = 0; i < STRATA_OP_N; i++)
-        hist_read(&c->op[i], &out->op[i]);
+        hist_read(&c->m->op[i], &out->op[i]);
     for (int i = 0; i < STRATA_INV_N; i++)
-        out->inval[i] = atomic_load_explicit(&c->inval[i], memory_order_relaxed);
+        out->inval[i] = atomic_load_explicit(&c->m->inval[i], memory_order_relaxed);
 }
 
 uint64_t strata_tag_seq(void)
