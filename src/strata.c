@@ -171,6 +171,8 @@ strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
         sc->m = aligned_alloc(64, (sizeof *sc->m + 63) / 64 * 64);
         if (sc->m) memset(sc->m, 0, sizeof *sc->m);
         sc->b = sc->name && sc->m ? backend_open(c, &s->clock, &sc->ops, &e) : NULL;
+        /* Only the memory engine is fast enough for timing to cost. */
+        if (sc->b && sc->ops != &backend_memory_ops) sc->sample_mask = 0;
         if (sc->b == NULL) {
             if (errmsg) {
                 const char *where = cc.path ? cc.path : "(defaults)";

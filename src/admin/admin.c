@@ -50,8 +50,9 @@ struct admin {
     bool test_clock;
     uint64_t started_ns;
     struct up_pool *pool; /* warm: requests to the proxy listener */
+    long warms;           /* in progress (the admin loop's; tests read it) */
     struct up_conf upc;
-    char token[129];
+    char *token;
     char port[8];
     struct http_server *srv;
     _Atomic uint64_t ids;
@@ -79,7 +80,9 @@ static void reply_bytes(struct areq *r, int status, const char *ctype, const cha
                      "X-Content-Type-Options: nosniff\r\n%s%s\r\n",
                      status, http_reason(status), ctype, blen, r->id,
                      r->extra ? r->extra : "",
-                     r->req->keep_alive ? "" : "Connection: close\r\n");
+                     !r->req->keep_alive  ? "Connection: close\r\n"
+                     : r->req->minor == 0 ? "Connection: keep-alive\r\n"
+                                          : "");
     if (n < 0 || (size_t)n >= sizeof head) n = 0; /* cannot happen: bounded inputs */
     struct http_conn *c = r->c;
     bool keep = r->req->keep_alive;
@@ -116,9 +119,14 @@ static void reply_json(struct areq *r, int status, json_t *j)
     free(s);
 }
 
+static json_t *jtext(const char *s);
+
 static void error(struct areq *r, int status, const char *err, const char *detail)
 {
-    reply_json(r, status, json_pack("{s:s, s:s}", "error", err, "detail", detail));
+    json_t *j = json_object();
+    json_object_set_new(j, "error", jtext(err));
+    json_object_set_new(j, "detail", jtext(detail));
+    reply_json(r, status, j);
 }
 
 /* DNS rebinding needs a name: a Host that is the admin listener as
@@ -697,6 +705,22 @@ static json_t *jtext(const char *s)
     return json_stringn(buf, n);
 }
 
+/* A key for display: printable ASCII as is, other bytes as \xHH (the
+ * separator 0x1F shows as \x1f). */
+static json_t *jtext_key(const char *k)
+{
+    char buf[4096];
+    size_t n = 0;
+    for (; *k && n + 5 < sizeof buf; k++) {
+        unsigned char c = (unsigned char)*k;
+        if (c >= 0x20 && c < 0x7f && c != '\\')
+            buf[n++] = (char)c;
+        else
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "\\x%02x", c);
+    }
+    return json_stringn(buf, n);
+}
+
 static const char *reason_text(const char *code)
 {
     static const struct {
@@ -754,13 +778,15 @@ static void explain(struct areq *r)
         free(x);
         sb_free(&url);
         sb_free(&host);
-        error(r, 400, "bad url", "not a valid path (it must start with /)");
+        error(r, 400, "bad url",
+              "not a valid path: it must start with /, be at most 1023 bytes, and hold "
+              "no spaces or control bytes");
         return;
     }
     const struct config_route *rt = x->route;
     json_t *j = json_object();
     json_object_set_new(j, "url", json_string(x->target));
-    json_object_set_new(j, "host", x->host[0] ? json_string(x->host) : json_null());
+    json_object_set_new(j, "host", x->host[0] ? jtext(x->host) : json_null());
     json_object_set_new(j, "route",
                         rt ? json_string(rt->name ? rt->name : rt->path) : json_null());
     json_object_set_new(j, "route_path", rt ? json_string(rt->path) : json_null());
@@ -771,8 +797,7 @@ static void explain(struct areq *r)
     if (x->host[0])
         snprintf(key, sizeof key, "h:%s%s%s", x->host, x->target,
                  rt && rt->per_user ? KEY_SEP "u:<identity>" : "");
-    json_object_set_new(j, "key",
-                        key[0] ? json_stringn(key, strlen(key)) : json_null());
+    json_object_set_new(j, "key", key[0] ? jtext_key(key) : json_null());
     json_object_set_new(j, "cache", json_string(a->cfg->http.cache));
     json_object_set_new(j, "cache_control",
                         x->seen && x->cache_control[0] ? jtext(x->cache_control)
@@ -809,6 +834,13 @@ static void explain(struct areq *r)
     else if (x->holds == PX_VARIANTS)
         snprintf(why, sizeof why, "stored as %u variant(s): the response varies (Vary)",
                  x->variants);
+    else if (rt && rt->per_user && x->seen)
+        snprintf(
+            why, sizeof why,
+            "per-user route: each user's copy is keyed by an HMAC of the identity, so "
+            "explain cannot see it; the last response for this URL was %s%s",
+            x->decided_store ? "stored" : "not stored: ",
+            x->decided_store ? "" : reason_text(x->reason));
     else if (x->seen && !x->decided_store)
         snprintf(why, sizeof why, "not stored: %s", reason_text(x->reason));
     else if (x->seen)
@@ -855,6 +887,7 @@ static void warm_next(struct warm_one *o);
 
 static void warm_free(struct warm *w)
 {
+    w->a->warms--;
     for (size_t i = 0; i < w->conc; i++)
         if (w->slots[i].up) up_req_cancel(w->slots[i].up);
     json_decref(w->urls);
@@ -881,9 +914,10 @@ static void warm_result(struct warm_one *o, int status, const char *cs, const ch
 {
     struct warm *w = o->w;
     o->up = NULL;
-    json_t *res = json_pack(
-        "{s:O, s:i, s:s?, s:f}", "url", json_array_get(w->urls, o->i), "status", status,
-        "cache_status", cs, "seconds", (double)(uv_hrtime() - o->t0) / 1e9);
+    json_t *res =
+        json_pack("{s:O, s:i, s:o?, s:f}", "url", json_array_get(w->urls, o->i),
+                  "status", status, "cache_status", cs ? jtext(cs) : NULL, "seconds",
+                  (double)(uv_hrtime() - o->t0) / 1e9);
     if (err) json_object_set_new(res, "error", json_string(err));
     json_array_set_new(w->results, o->i, res);
     w->done++;
@@ -900,7 +934,10 @@ static int warm_head(void *ud, int status, struct http_msg *m, bool chunked,
     (void)chunked;
     (void)len;
     struct warm_one *o = ud;
-    const struct http_header *h = http_find(m, "cache-status", NULL);
+    /* strata's member is its own line, after any the origin sent */
+    const struct http_header *h = NULL;
+    for (size_t i = 0; i < m->nh; i++)
+        if (http_name_is(&m->h[i], "cache-status")) h = &m->h[i];
     o->status = status;
     o->cs[0] = 0;
     if (h) snprintf(o->cs, sizeof o->cs, "%.*s", (int)h->vlen, h->value);
@@ -1087,6 +1124,7 @@ static void warm(struct areq *r)
         return;
     }
     w->a = r->a;
+    w->a->warms++;
     w->r = r;
     w->urls = json_incref(urls);
     w->headers = hdrs ? json_incref(hdrs) : json_object();
@@ -1098,6 +1136,8 @@ static void warm(struct areq *r)
     r->warm = w;
     json_decref(j);
     slog(SLOG_INFO, "msg=\"warm\" urls=%zu concurrency=%zu request_id=%s", n, c, r->id);
+    /* A warm can take minutes: a client that gives up (closes) stops it. */
+    http_conn_watch_close(r->c);
     w->starting = true;
     for (size_t i = 0; i < c; i++) {
         w->slots[i].w = w;
@@ -1139,7 +1179,8 @@ static void health_ep(struct areq *r)
 static void flights(struct areq *r)
 {
     reply_json(r, 200,
-               json_pack("{s:I}", "waiters", (json_int_t)proxy_flight_waiters()));
+               json_pack("{s:I, s:I}", "waiters", (json_int_t)proxy_flight_waiters(),
+                         "warms", (json_int_t)r->a->warms));
 }
 
 static void caches_ep(struct areq *r)
@@ -1240,6 +1281,10 @@ static void on_request(struct http_conn *c, struct http_request *req)
         error(r, 401, "unauthorized", "Authorization: Bearer <token> required");
         return;
     }
+    const struct http_header *ex = http_find(req->msg, "expect", NULL);
+    if (req->body && ex && ex->vlen == 12 &&
+        strncasecmp(ex->value, "100-continue", 12) == 0)
+        http_conn_write_copy(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     if (!req->body) dispatch(r);
 }
 
@@ -1298,8 +1343,16 @@ static void worker_fini(struct http_worker *w, void *ud)
     a->pool = NULL;
 }
 
+static void error_headers(struct http_conn *c, char *buf, size_t cap)
+{
+    struct admin *a = http_worker_data(http_conn_worker(c));
+    snprintf(buf, cap, "X-Request-Id: adm-%016llx\r\n",
+             (unsigned long long)atomic_fetch_add(&a->ids, 1));
+}
+
 static const struct http_handler handler = {
-    worker_init, worker_fini, on_request, on_body, on_body_end, NULL, on_close,
+    worker_init, worker_fini, on_request, on_body,
+    on_body_end, NULL,        on_close,   error_headers,
 };
 
 static int make_token(struct admin *a, char **err)
@@ -1310,10 +1363,19 @@ static int make_token(struct admin *a, char **err)
             *err = NULL;
         return -1;
     }
+    a->token = calloc(1, 2 * sizeof raw + 1);
+    if (a->token == NULL) return -1;
     for (size_t i = 0; i < sizeof raw; i++)
         sprintf(a->token + 2 * i, "%02x", raw[i]);
     const char *path = a->cfg->admin.token_file;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A new file, made here: never through a symlink, never a file someone
+     * else created (and may hold open) before strata started. */
+    if (unlink(path) != 0 && errno != ENOENT) {
+        if (asprintf(err, "admin.token_file %s: %s", path, strerror(errno)) < 0)
+            *err = NULL;
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, a->token, 48) != 48 ||
         write(fd, "\n", 1) != 1) {
         if (asprintf(err, "admin.token_file %s: %s", path, strerror(errno)) < 0)
@@ -1349,8 +1411,13 @@ struct admin *admin_start(const struct config *cfg, strata *s, struct proxy *px,
     a->upc.max_header_size = 65536;
     a->upc.max_headers = 256;
     if (cfg->admin.token && *cfg->admin.token)
-        snprintf(a->token, sizeof a->token, "%s", cfg->admin.token);
+        a->token = strdup(cfg->admin.token);
     else if (make_token(a, err) != 0) {
+        free(a->token);
+        free(a);
+        return NULL;
+    }
+    if (a->token == NULL) {
         free(a);
         return NULL;
     }
@@ -1373,6 +1440,7 @@ struct admin *admin_start(const struct config *cfg, strata *s, struct proxy *px,
     if (a->srv == NULL) {
         if (asprintf(err, "admin.%s", e ? e : "listen failed") < 0) *err = NULL;
         free(e);
+        free(a->token);
         free(a);
         return NULL;
     }
@@ -1383,5 +1451,6 @@ void admin_stop(struct admin *a)
 {
     if (a == NULL) return;
     http_server_free(a->srv);
+    free(a->token);
     free(a);
 }

@@ -99,6 +99,10 @@ struct http_handler {
     /* The connection is going away (the client closed, an error, a
      * timeout): the handler drops every pointer to it. */
     void (*on_close)(struct http_conn *c);
+    /* Optional: header lines ("Name: value\r\n"...) for the error responses
+     * this layer writes itself (400 malformed, 408, 431...): at most `cap`
+     * bytes, NUL-terminated. */
+    void (*error_headers)(struct http_conn *c, char *buf, size_t cap);
 };
 
 struct http_server_conf {
@@ -153,13 +157,19 @@ size_t http_conn_queued(const struct http_conn *c); /* bytes not yet written */
 /* The response is complete (all of it queued). keep_alive false closes the
  * connection once the queue is written; true reads the next request. */
 void http_conn_end(struct http_conn *c, bool keep_alive);
+/* For an answer that takes long (the admin's warm): from now until the
+ * response ends, the client closing its side closes the connection (and
+ * on_close runs) instead of being taken for a half-close that still wants
+ * the answer. Pipelined bytes are kept for after the response. */
+void http_conn_watch_close(struct http_conn *c);
 /* Stop / restart reading the request body (backpressure towards the origin). */
 void http_conn_pause(struct http_conn *c);
 void http_conn_resume(struct http_conn *c);
 /* Close now, dropping what is queued (an aborted response). */
 void http_conn_abort(struct http_conn *c);
 /* A short complete response ("400 Bad Request" and so on) and close.
- * `_hdr` adds header lines (each ending in CRLF; may be NULL). */
+ * `_hdr` adds header lines (each ending in CRLF); with NULL (and in
+ * http_conn_error) the handler's error_headers give them. */
 void http_conn_error(struct http_conn *c, int status, const char *why);
 void http_conn_error_hdr(struct http_conn *c, int status, const char *why,
                          const char *hdr);

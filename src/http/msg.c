@@ -255,6 +255,8 @@ const char *http_reason(int status)
         return "Gone";
     case 411:
         return "Length Required";
+    case 415:
+        return "Unsupported Media Type";
     case 413:
         return "Content Too Large";
     case 414:

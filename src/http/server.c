@@ -81,6 +81,7 @@ struct http_conn {
     unsigned writes; /* uv_write requests in flight */
     size_t queued;
     bool reading, paused, in_parse, ended, close_after, closing, high, first;
+    bool watch_eof;    /* while serving: the client closing aborts (long answers) */
     bool dying;        /* closing on the next loop turn (see conn_fail) */
     bool wblocked;     /* pipelined responses fill the queue: parsing waits */
     uint64_t progress; /* uv_now() when written bytes were last seen to move */
@@ -409,15 +410,16 @@ void http_conn_error(struct http_conn *c, int status, const char *why)
 void http_conn_error_hdr(struct http_conn *c, int status, const char *why,
                          const char *hdr)
 {
-    char buf[768];
+    char buf[1024], extra[512] = "";
     if (c->closing || c->dying) return;
+    if (hdr == NULL && c->w->srv->conf.handler->error_headers)
+        c->w->srv->conf.handler->error_headers(c, extra, sizeof extra);
     int body = (int)strlen(why) + 1;
     int n =
         snprintf(buf, sizeof buf,
                  "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                 "Cache-Status: strata; fwd=request; detail=invalid\r\n%s"
-                 "Connection: close\r\n\r\n%s\n",
-                 status, http_reason(status), body, hdr ? hdr : "", why);
+                 "%sConnection: close\r\n\r\n%s\n",
+                 status, http_reason(status), body, hdr ? hdr : extra, why);
     if (n > 0 && (size_t)n < sizeof buf) http_conn_write_copy(c, buf, (size_t)n);
     if (c->closing || c->dying) return;
     c->close_after = true;
@@ -442,6 +444,7 @@ void http_conn_end(struct http_conn *c, bool keep_alive)
         if (c->writes == 0) linger(c);
         return;
     }
+    c->watch_eof = false;
     if (c->state != C_SERVING) {
         /* Ended inside the request's callbacks: on_message_complete goes on
          * with the next request. */
@@ -452,6 +455,13 @@ void http_conn_end(struct http_conn *c, bool keep_alive)
     arm(c, c->w->srv->conf.idle_timeout_ms);
     if (!c->in_parse) conn_parse(c);
     if (!c->closing && !c->close_after && !c->paused) conn_read_start(c);
+}
+
+void http_conn_watch_close(struct http_conn *c)
+{
+    if (c->closing || c->dying) return;
+    c->watch_eof = true;
+    if (c->state == C_SERVING && !c->paused && !c->close_after) conn_read_start(c);
 }
 
 void http_conn_pause(struct http_conn *c)
@@ -653,6 +663,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     (void)b;
     struct http_conn *c = s->data;
     if (n < 0) {
+        if (c->watch_eof && c->state == C_SERVING) { /* the client gave up */
+            conn_close(c);
+            return;
+        }
         /* EOF: a half-closed client still gets the response it asked for. */
         if (n == UV_EOF && (c->state == C_SERVING || c->writes > 0)) {
             uv_read_stop(s);
@@ -670,7 +684,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->closing) return;
     /* A full buffer that the parser cannot consume (a response in progress
      * with pipelined requests behind it): stop reading until it ends. */
-    if (c->state == C_SERVING || c->wblocked || c->dying ||
+    if ((c->state == C_SERVING && !c->watch_eof) || c->wblocked || c->dying ||
         (c->rlen == CLIENT_READ_SIZE && c->roff == 0)) {
         uv_read_stop(s);
         c->reading = false;

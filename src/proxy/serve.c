@@ -822,7 +822,11 @@ static long purge_url(struct proxy *px, const char *tag)
 {
     const char *tags[1] = {tag};
     long n = strata_invalidate_tags(px->cache, tags, 1);
-    slog(SLOG_DEBUG, "msg=\"invalidate\" tag=%s removed=%ld", tag, n);
+    if (slog_on(SLOG_DEBUG)) {
+        char t[600];
+        slog_val(t, sizeof t, tag, strlen(tag));
+        slog(SLOG_DEBUG, "msg=\"invalidate\" tag=%s removed=%ld", t, n);
+    }
     return n < 0 ? 0 : n;
 }
 
@@ -1141,8 +1145,10 @@ static const char *decide(struct preq *p, int status, const struct http_msg *m)
     url_tag(&p->ptag, NULL, 0, p->target.p, p->target.len);
     add_tag(&tc, p->ptag.p, p->ptag.len);
     if (tc.bad) {
-        slog(SLOG_WARN, "msg=\"not stored: bad or too many tags (max %d)\" url=%.*s",
-             MAX_TAGS - 1, (int)p->target.len, p->target.p);
+        char u[600];
+        slog_val(u, sizeof u, p->target.p, p->target.len);
+        slog(SLOG_WARN, "msg=\"not stored: bad or too many tags (max %d)\" url=%s",
+             MAX_TAGS - 1, u);
         return "tags";
     }
     return NULL;
@@ -1361,11 +1367,13 @@ static void send_error(struct preq *p, enum up_error e)
                e == UP_CONNECT   ? "connect-error"
                : e == UP_TIMEOUT ? "timeout"
                                  : "origin-error");
-    slog(SLOG_WARN, "msg=\"origin %s\" url=%.*s",
+    char u[600];
+    slog_val(u, sizeof u, p->target.p, p->target.len);
+    slog(SLOG_WARN, "msg=\"origin %s\" url=%s request_id=%s",
          e == UP_CONNECT   ? "unreachable"
          : e == UP_TIMEOUT ? "timed out"
                            : "failed",
-         (int)p->target.len, p->target.p);
+         u, p->rid);
     p->keep = false;
     respond_simple(
         p, status, "text/plain",
@@ -2085,8 +2093,11 @@ static void do_purge(struct preq *p)
 static void reject(struct preq *p, int status, const char *why)
 {
     struct http_conn *c = p->c;
-    char rid[64];
-    snprintf(rid, sizeof rid, "X-Request-Id: %s\r\n", p->rid);
+    char rid[128];
+    snprintf(
+        rid, sizeof rid,
+        "Cache-Status: strata; fwd=request; detail=invalid\r\nX-Request-Id: %s\r\n",
+        p->rid);
     p->result = PR_ERROR;
     account(p, status);
     http_conn_set_data(c, NULL);
@@ -2409,8 +2420,20 @@ static void worker_fini(struct http_worker *w, void *ud)
     free(pw);
 }
 
+/* Errors the HTTP layer answers itself (malformed requests, 431, 408). */
+static void error_headers(struct http_conn *c, char *buf, size_t cap)
+{
+    char rid[40];
+    request_id(http_worker_data(http_conn_worker(c)), rid);
+    snprintf(
+        buf, cap,
+        "Cache-Status: strata; fwd=request; detail=invalid\r\nX-Request-Id: %s\r\n",
+        rid);
+}
+
 static const struct http_handler handler = {
-    worker_init, worker_fini, on_request, on_body, on_body_end, on_drain, on_close,
+    worker_init, worker_fini, on_request, on_body,
+    on_body_end, on_drain,    on_close,   error_headers,
 };
 
 /* ---------------------------------------------------------------- main */

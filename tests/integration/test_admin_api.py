@@ -1249,7 +1249,7 @@ def test_debug_clock_bad_input_is_400(origin, strata, body, mention):
 def test_debug_flights_counts_waiters(origin, strata):
     s = strata()
     r = s.admin_get("/_strata/debug/flights")
-    assert r.status_code == 200 and r.json() == {"waiters": 0}, r.text
+    assert r.status_code == 200 and r.json() == {"waiters": 0, "warms": 0}, r.text
 
 
 def test_debug_endpoints_need_the_test_clock(origin, strata):

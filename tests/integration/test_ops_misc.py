@@ -91,3 +91,161 @@ def test_info_level_has_no_cache_operation_lines(strata, origin):
     s.get("/d")
     s.get("/d")
     assert 'msg="cache get"' not in s.stderr_text()
+
+
+def test_warm_stops_when_its_client_closes(strata, origin):
+    """Closing the connection of a warm in progress stops it: no further URL
+    is fetched (GET /_strata/debug/flights counts warms in progress)."""
+    from proxyutil import RawConn
+    gate = origin.gate()
+    for i in range(4):
+        origin.route("/g%d" % i, body=b"x", headers={"Cache-Control": "max-age=60"},
+                     gate=gate)
+    s = strata()
+    body = b'{"urls": ["/g0", "/g1", "/g2", "/g3"], "concurrency": 1}'
+    c = RawConn(s.admin_port, timeout=10)
+    try:
+        c.request("POST", "/_strata/warm",
+                  {"Authorization": "Bearer " + ADMIN_TOKEN,
+                   "Content-Type": "application/json"}, body,
+                  host="127.0.0.1:%d" % s.admin_port)
+        gate.wait_waiting(1)
+        assert s.admin_get("/_strata/debug/flights").json()["warms"] == 1
+    finally:
+        c.close()
+    _wait(lambda: s.admin_get("/_strata/debug/flights").json()["warms"] == 0,
+          "the warm to stop")
+    gate.release()
+    # g0 was in flight and may complete; nothing after it was asked for
+    assert origin.count("/g1") == origin.count("/g2") == origin.count("/g3") == 0
+
+
+def _admin_raw(s, method, target, headers=(), body=None):
+    hs = [("Host", "127.0.0.1:%d" % s.admin_port),
+          ("Authorization", "Bearer " + ADMIN_TOKEN)] + list(headers)
+    return raw_request(s.admin_port, method, target, hs, body)
+
+
+def test_warm_reports_stratas_cache_status_not_the_origins(strata, origin):
+    origin.route("/cs", body=b"x", headers={"Cache-Control": "max-age=60",
+                                             "Cache-Status": "cdn; hit"})
+    s = strata()
+    r = s.admin_post("/_strata/warm", json={"urls": ["/cs"]})
+    assert r.status_code == 200, r.text
+    cs = r.json()[0]["cache_status"]
+    assert cs.startswith("strata;") and "fwd=uri-miss" in cs, cs
+
+
+def test_outside_text_that_is_not_utf8_never_breaks_a_json_answer(strata, origin):
+    origin.route("/bad", body=b"x", headers={"Cache-Control": "max-age=60",
+                                              "Cache-Status": "cdn; x=\xff"})
+    s = strata()
+    r = _admin_raw(s, "GET", "/_strata/caches/%FF/keys/k")
+    assert r.status_code == 404 and b"unknown cache" in r.content, r.content
+    r = _admin_raw(s, "POST", "/_strata/invalidate", [("Content-Type", "application/json")],
+                   ('{"cache": "%s", "all": true}' % ("\u00e9" * 200)).encode())
+    assert r.status_code == 404, r.content
+    r = _admin_raw(s, "POST", "/_strata/warm", [("Content-Type", "application/json")],
+                   ('{"%s": 1}' % ("a\u00e9" * 100)).encode())
+    assert r.status_code == 400 and b"unknown field" in r.content, r.content
+    r = s.admin_post("/_strata/warm", json={"urls": ["/bad"]})
+    res = r.json()[0]
+    assert res is not None and res["status"] == 200, r.text
+    r = s.admin_get("/_strata/explain?url=/bad&host=%FFx")
+    assert r.status_code == 200 and "host" in r.json() and "key" in r.json(), r.text
+
+
+def test_explain_per_user_route_says_copies_are_per_user(strata, origin):
+    origin.route("/me", body=b"me", headers={"Cache-Control": "private, max-age=30"})
+    s = strata(routes=[{"name": "me", "path": "/me", "per_user": True,
+                        "user_from": "header:Authorization"}])
+    r = s.get("/me", headers={"Authorization": "alice"})
+    assert "stored" in r.headers["Cache-Status"]
+    e = s.admin_get("/_strata/explain?url=/me").json()
+    assert e["per_user"] is True and "per-user" in e["reason"], e
+    assert "gone since" not in e["reason"]
+    assert "alice" not in str(e)
+
+
+def test_admin_errors_of_the_http_layer_carry_a_request_id(strata, origin):
+    s = strata()
+    r = _admin_raw(s, "GET", "/_strata/health", [("X-Big", "a" * 40000)])
+    assert r.status_code == 431
+    assert r.headers.get("X-Request-Id", "").startswith("adm-")
+    assert "Cache-Status" not in r.headers  # the proxy's member is not the admin's
+
+
+def test_admin_415_has_its_reason_phrase(strata, origin):
+    s = strata()
+    from proxyutil import RawConn
+    with RawConn(s.admin_port, timeout=10) as c:
+        c.request("POST", "/_strata/invalidate",
+                  {"Authorization": "Bearer " + ADMIN_TOKEN, "Content-Type": "text/plain"},
+                  b"{}", host="127.0.0.1:%d" % s.admin_port)
+        r = c.read_response("POST")
+    assert r.status_code == 415 and r.reason == "Unsupported Media Type"
+
+
+def test_admin_answers_expect_100_continue(strata, origin):
+    import socket
+    s = strata()
+    with socket.create_connection(("127.0.0.1", s.admin_port), timeout=10) as c:
+        c.sendall(("PUT /_strata/caches/default/keys/k HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                   "Authorization: Bearer %s\r\nContent-Length: 3\r\n"
+                   "Expect: 100-continue\r\n\r\n" % (s.admin_port, ADMIN_TOKEN)).encode())
+        got = b""
+        while b"\r\n\r\n" not in got:  # the interim answer, before any body byte
+            d = c.recv(4096)
+            assert d, got
+            got += d
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), got
+        c.sendall(b"abc")
+        rest = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while b"\r\n\r\n" not in rest:
+            d = c.recv(4096)
+            assert d, rest
+            rest += d
+        assert rest.startswith(b"HTTP/1.1 200 "), rest
+    assert requests.get(s.admin + "/_strata/caches/default/keys/k",
+                        headers={"Authorization": "Bearer " + ADMIN_TOKEN},
+                        timeout=5).content == b"abc"
+
+
+def test_generated_token_file_replaces_a_symlink_instead_of_following_it(strata, build_dir,
+                                                                         tmp_path):
+    """No admin.token: strata makes one and writes it to a new file; a symlink
+    planted at token_file is replaced, its target left alone."""
+    import subprocess
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    link = tmp_path / "tok"
+    link.symlink_to(victim)
+    port, admin_port, up = strata.ports(3)
+    cfg = tmp_path / "own.yaml"
+    cfg.write_text('server: {listen: "127.0.0.1:%d", upstream: "http://127.0.0.1:%d"}\n'
+                   'admin: {listen: "127.0.0.1:%d", token_file: "%s"}\n'
+                   % (port, up, admin_port, link))
+    p = subprocess.Popen([str(build_dir / "strata"), "serve", "-c", str(cfg)],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path))
+    try:
+        _wait(lambda: p.poll() is not None or (link.exists() and not link.is_symlink()
+                                                 and link.read_text().endswith("\n")),
+              "the token file")
+        assert p.poll() is None, p.stderr.read()
+        assert victim.read_text() == "precious\n"
+        tok = link.read_text().strip()
+        assert len(tok) == 48 and oct(link.stat().st_mode & 0o777) == "0o600"
+
+        def health():
+            try:
+                return requests.get("http://127.0.0.1:%d/_strata/health" % admin_port,
+                                    headers={"Authorization": "Bearer " + tok},
+                                    timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+        _wait(health, "the admin listener")
+    finally:
+        p.terminate()
+        assert p.wait(10) == 0
+        err = p.stderr.read().decode(errors="replace")
+        assert "Sanitizer" not in err and "runtime error" not in err, err
