@@ -7,6 +7,8 @@
  * others may be combined (the admin applies each). Without --cache every
  * cache is cleared. Prints "removed N", "(approximate)" appended when the
  * admin says the count is not exact (tags and URLs invalidate lazily).
+ * A selector or cache name that is not UTF-8 cannot go into the JSON body: a
+ * usage error, rather than a body without it (which would clear more).
  */
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +25,16 @@ static const struct {
     {"--url-pattern", "url_patterns"},
 };
 
+/* Set b[field] = v (reference taken). v NULL is json_string() of an
+ * argument that is not UTF-8: a usage error. */
+static int set_field(const struct cli_args *a, json_t *b, const char *field, json_t *v,
+                     const char *opt)
+{
+    if (v == NULL || json_object_set_new(b, field, v) != 0)
+        return cli_usage_error(a, "%s: a value is not valid UTF-8", opt);
+    return CLI_OK;
+}
+
 static int build_body(const struct cli_args *a, json_t **out)
 {
     bool all = cli_flag(a, "--all");
@@ -34,9 +46,16 @@ static int build_body(const struct cli_args *a, json_t **out)
         if (n == 0) continue;
         given++;
         json_t *arr = json_array();
-        for (size_t k = 0; k < n; k++)
-            json_array_append_new(arr, json_string(v[k]));
-        json_object_set_new(b, selectors[i].field, arr);
+        for (size_t k = 0; arr && k < n; k++) {
+            if (json_array_append_new(arr, json_string(v[k])) != 0) {
+                json_decref(arr);
+                arr = NULL;
+            }
+        }
+        if (set_field(a, b, selectors[i].field, arr, selectors[i].opt) != CLI_OK) {
+            json_decref(b);
+            return CLI_USAGE;
+        }
     }
     if (all && given) {
         json_decref(b);
@@ -47,9 +66,12 @@ static int build_body(const struct cli_args *a, json_t **out)
         return cli_usage_error(
             a, "say what to clear: --all, --pattern, --tag, --url or --url-pattern");
     }
-    if (all) json_object_set_new(b, "all", json_true());
     const char *cache = cli_value(a, "--cache");
-    if (cache) json_object_set_new(b, "cache", json_string(cache));
+    if ((all && set_field(a, b, "all", json_true(), "--all") != CLI_OK) ||
+        (cache && set_field(a, b, "cache", json_string(cache), "--cache") != CLI_OK)) {
+        json_decref(b);
+        return CLI_USAGE;
+    }
     *out = b;
     return CLI_OK;
 }
@@ -70,7 +92,7 @@ int cmd_clear(const struct cli_args *a)
     if (r == NULL) {
         rc = cli_admin_fail(&ad);
     } else if (cli_flag(a, "--json")) {
-        cli_print_json(r);
+        rc = cli_stdout_done(ad.cmd, cli_print_json(r) != 0);
     } else {
         json_t *removed = json_object_get(r, "removed");
         if (!json_is_integer(removed)) {
@@ -80,6 +102,7 @@ int cmd_clear(const struct cli_args *a)
         } else {
             printf("removed %lld%s\n", (long long)json_integer_value(removed),
                    json_is_false(json_object_get(r, "exact")) ? " (approximate)" : "");
+            rc = cli_stdout_done(ad.cmd, false);
         }
     }
     json_decref(r);

@@ -11,8 +11,9 @@
  * exchange per call on a fresh loopback connection, with bounded timeouts.
  *
  * Every command returns an exit code: CLI_OK, CLI_FAIL (the operation failed,
- * or `get` missed), CLI_USAGE (the command line is wrong). A failure is
- * reported as one line on stderr, "strata CMD: what went wrong".
+ * `get` missed, or stdout could not be written), CLI_USAGE (the command line
+ * is wrong). A failure is reported as one line on stderr, "strata CMD: what
+ * went wrong".
  */
 #ifndef STRATA_CLI_H
 #define STRATA_CLI_H
@@ -145,8 +146,16 @@ int cli_admin_fail(const struct cli_admin *ad);
  * Returns a malloc'd string, NULL when out of memory. */
 char *cli_pct_encode(const char *s, size_t n);
 
-/* Print a JSON value on stdout, indented, with a final newline. */
+/* Print a JSON value on stdout, indented, with a final newline. Returns 0,
+ * or -1 when it could not be written whole. */
 int cli_print_json(const json_t *j);
+
+/* After a command's output: flush stdout and check it. When that fails, or
+ * `failed` says a print already did (cli_print_json's -1), print "strata CMD:
+ * cannot write to stdout: REASON" (cmd NULL: "strata: ...") and return
+ * CLI_FAIL; else CLI_OK. A full disk or a closed pipe is then exit code 1,
+ * never output silently lost. */
+int cli_stdout_done(const char *cmd, bool failed);
 
 /* ---- the commands ---- */
 int cmd_serve(int argc, char **argv);    /* serve.c */

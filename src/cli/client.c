@@ -7,6 +7,10 @@
  *   token    admin.token of -c FILE | $STRATA_ADMIN_TOKEN |
  *            the token file (admin.token_file of -c FILE, else
  *            ./strata-admin.token), first line, whitespace trimmed
+ * Of -c FILE only the `admin:` section is read (config_load_admin), so a
+ * setting the CLI does not use, or an unset ${ENV} in one, does not stop it.
+ * A token must be what the server accepts as admin.token
+ * (config_check_bearer: 1 to 128 bytes of printable ASCII without spaces).
  *
  * An exchange opens a new connection, sends the request with
  * `Connection: close`, and reads one response with llhttp (Content-Length,
@@ -94,15 +98,6 @@ static int set_admin_url(struct cli_admin *ad, const char *url)
     return set_address(ad, p, n);
 }
 
-/* A token goes into a header: printable ASCII without spaces. */
-static bool token_ok(const char *t)
-{
-    if (*t == 0) return false;
-    for (; *t; t++)
-        if (*t <= ' ' || *t > '~') return false;
-    return true;
-}
-
 static char *trimmed_copy(const char *s, size_t n)
 {
     while (n > 0 && isspace((unsigned char)*s))
@@ -110,6 +105,26 @@ static char *trimmed_copy(const char *s, size_t n)
     while (n > 0 && isspace((unsigned char)s[n - 1]))
         n--;
     return strndup(s, n);
+}
+
+/* s[0..n) trimmed, if it is a token the server accepts; NULL with ad->err
+ * set ("the admin token in SRC is not valid: WHY"; never the token). */
+static char *checked_token(struct cli_admin *ad, const char *s, size_t n,
+                           const char *src)
+{
+    const char *why;
+    char *t = trimmed_copy(s, n);
+    if (t == NULL) {
+        snprintf(ad->err, sizeof ad->err, "out of memory");
+        return NULL;
+    }
+    if (config_check_bearer(t, &why) != 0) {
+        snprintf(ad->err, sizeof ad->err, "the admin token in %s is not valid: %s", src,
+                 why);
+        free(t);
+        return NULL;
+    }
+    return t;
 }
 
 /* The first line of `path`, trimmed; NULL with ad->err set. */
@@ -123,38 +138,26 @@ static char *read_token_file(struct cli_admin *ad, const char *path)
                  path, strerror(errno));
         return NULL;
     }
-    char buf[512];
+    char buf[512], src[300];
     char *line = fgets(buf, sizeof buf, f);
     fclose(f);
-    char *t = line ? trimmed_copy(line, strlen(line)) : NULL;
-    if (t == NULL || !token_ok(t)) {
-        free(t);
-        snprintf(ad->err, sizeof ad->err, "token file %s holds no valid token", path);
-        return NULL;
-    }
-    return t;
+    snprintf(src, sizeof src, "the token file %s", path);
+    return checked_token(ad, line ? line : "", line ? strlen(line) : 0, src);
 }
 
 /* Token from (in order) the config, the environment, the token file. */
-static int find_token(struct cli_admin *ad, const struct config *cfg)
+static int find_token(struct cli_admin *ad, const struct config_admin *cfg)
 {
     const char *env = getenv("STRATA_ADMIN_TOKEN");
-    if (cfg && cfg->admin.token && *cfg->admin.token)
-        ad->token = trimmed_copy(cfg->admin.token, strlen(cfg->admin.token));
+    if (cfg && cfg->token) /* config_load_admin checked it */
+        ad->token = checked_token(ad, cfg->token, strlen(cfg->token), "admin.token");
     else if (env && *env)
-        ad->token = trimmed_copy(env, strlen(env));
-    else {
-        const char *path = cfg && cfg->admin.token_file && *cfg->admin.token_file
-                               ? cfg->admin.token_file
-                               : DEFAULT_TOKEN_FILE;
-        ad->token = read_token_file(ad, path);
-        return ad->token ? 0 : -1;
-    }
-    if (ad->token == NULL || !token_ok(ad->token)) {
-        snprintf(ad->err, sizeof ad->err, "the admin token is empty or holds spaces");
-        return -1;
-    }
-    return 0;
+        ad->token = checked_token(ad, env, strlen(env), "STRATA_ADMIN_TOKEN");
+    else
+        ad->token = read_token_file(ad, cfg && cfg->token_file && *cfg->token_file
+                                            ? cfg->token_file
+                                            : DEFAULT_TOKEN_FILE);
+    return ad->token ? 0 : -1;
 }
 
 int cli_admin_init(struct cli_admin *ad, const struct cli_args *a)
@@ -164,11 +167,11 @@ int cli_admin_init(struct cli_admin *ad, const struct cli_args *a)
     const char *url = cli_value(a, "--admin"), *path = cli_value(a, "--config");
     if (url && set_admin_url(ad, url) != 0)
         return cli_usage_error(a, "--admin: '%s' is not http://HOST:PORT", url);
-    struct config cfg;
+    struct config_admin cfg;
     bool have_cfg = false;
     if (path) {
         char *e = NULL;
-        if (config_load(path, &cfg, &e) != 0) {
+        if (config_load_admin(path, &cfg, &e) != 0) {
             fprintf(stderr, "strata %s: %s\n", ad->cmd, e ? e : "out of memory");
             free(e);
             return CLI_FAIL;
@@ -176,8 +179,7 @@ int cli_admin_init(struct cli_admin *ad, const struct cli_args *a)
         have_cfg = true;
     }
     int rc = CLI_OK;
-    const char *listen =
-        have_cfg && cfg.admin.listen ? cfg.admin.listen : DEFAULT_ADMIN;
+    const char *listen = have_cfg && cfg.listen ? cfg.listen : DEFAULT_ADMIN;
     if (url == NULL && set_address(ad, listen, strlen(listen)) != 0) {
         fprintf(stderr, "strata %s: admin.listen '%s' is not HOST:PORT\n", ad->cmd,
                 listen);
@@ -185,7 +187,7 @@ int cli_admin_init(struct cli_admin *ad, const struct cli_args *a)
     } else if (find_token(ad, have_cfg ? &cfg : NULL) != 0) {
         rc = cli_admin_fail(ad);
     }
-    if (have_cfg) config_fini(&cfg);
+    if (have_cfg) config_admin_fini(&cfg);
     if (rc != CLI_OK) cli_admin_fini(ad);
     return rc;
 }
@@ -537,4 +539,14 @@ int cli_print_json(const json_t *j)
         fputc('\n', stdout) == EOF)
         return -1;
     return 0;
+}
+
+int cli_stdout_done(const char *cmd, bool failed)
+{
+    int err = 0;
+    if (fflush(stdout) != 0) err = errno;
+    if (!failed && !err && !ferror(stdout)) return CLI_OK;
+    fprintf(stderr, "strata%s%s: cannot write to stdout%s%s\n", cmd ? " " : "",
+            cmd ? cmd : "", err ? ": " : "", err ? strerror(err) : "");
+    return CLI_FAIL;
 }

@@ -13,7 +13,8 @@
  * The admin commands (clear, warm, stats, get, set, del) reach a running
  * strata's admin API (client.c).
  *
- * Exit codes: 0 ok, 1 the operation failed (get: a miss), 2 usage error.
+ * Exit codes: 0 ok, 1 the operation failed (get: a miss; or stdout could not
+ * be written: cli_stdout_done), 2 usage error.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,9 +84,10 @@ static int cmd_check_config(const struct cli_args *a);
       HELP_OPT)                                                                        \
     X("warm", NULL, cmd_warm, "(--endpoints URL... | --file FILE) [--concurrency N]",  \
       "fetch URLs through the cache so that they are stored",                          \
-      "URLs are paths (/api/x) or absolute http://host/path. They are sent in "        \
-      "batches of N * 4;\na progress bar is drawn on stderr when it is a terminal. "   \
-      "Exits 1 if a URL failed\n(status 0 or 5xx).\n" ADMIN_NOTE,                      \
+      "URLs are paths (/api/x) or absolute http://host/path; spaces, control "         \
+      "and non-ASCII\nbytes in them are percent-encoded. They are sent in batches "    \
+      "of N * 4; a progress\nbar is drawn on stderr when it is a terminal. Exits 1 "   \
+      "if a URL failed (status 0\nor 5xx).\n" ADMIN_NOTE,                              \
       NULL, 0, 0,                                                                      \
       OPT("--endpoints", NULL, "URL...", CLI_OPT_MANY | CLI_OPT_REPEAT,                \
           "the URLs to warm"),                                                         \
@@ -214,12 +216,14 @@ static int cmd_check_config(const struct cli_args *a)
 
 static int run(const struct cli_cmd *c, int argc, char **argv)
 {
-    if (c->argv_fn) return c->argv_fn(argc, argv);
+    if (c->argv_fn) return c->argv_fn(argc, argv); /* serve: stdout is its log */
     struct cli_args a;
     int rc = cli_parse(c, argc, argv, &a);
     if (rc == CLI_OK) rc = c->run(&a);
     cli_args_fini(&a);
-    return rc;
+    /* What a command printed and did not check itself (version,
+     * check-config) must have been written too. */
+    return rc == CLI_OK ? cli_stdout_done(c->name, false) : rc;
 }
 
 int main(int argc, char **argv)
@@ -231,9 +235,10 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
         !strcmp(argv[1], "help")) {
         usage(stdout);
-        return CLI_OK;
+        return cli_stdout_done(NULL, false);
     }
-    if (!strcmp(argv[1], "--version")) return cmd_version(NULL);
+    if (!strcmp(argv[1], "--version"))
+        return cmd_version(NULL) == CLI_OK ? cli_stdout_done(NULL, false) : CLI_FAIL;
     const struct cli_cmd *c = find(argv[1]);
     if (c == NULL) {
         fprintf(stderr, "strata: unknown command '%s' (try strata --help)\n", argv[1]);
@@ -241,7 +246,7 @@ int main(int argc, char **argv)
     }
     if (want_help(argc - 1, argv + 1)) {
         command_help(c);
-        return CLI_OK;
+        return cli_stdout_done(c->name, false);
     }
     return run(c, argc - 1, argv + 1);
 }

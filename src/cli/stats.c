@@ -7,7 +7,8 @@
  * first fetch exits 1; later failures are shown on the screen and the next
  * refresh tries again (strata may be restarting). --watch and --json do not
  * go together: a stream of redrawn JSON documents is neither readable nor
- * parseable.
+ * parseable. Output that cannot be written (a full disk, --watch too) ends
+ * the command with exit code 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -174,13 +175,14 @@ static void pause_ms(int64_t ms)
     }
 }
 
-/* One screen: clear, home, a title line, then the tables or the error. */
-static void draw(const struct cli_admin *ad, const json_t *st, const char *every)
+/* One screen: clear, home, a title line, then the tables or the error.
+ * Returns 0, or -1 when stdout could not be written. */
+static int draw(const struct cli_admin *ad, const json_t *st, const char *every)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&buf, &len);
-    if (m == NULL) return;
+    if (m == NULL) return 0; /* out of memory: skip this screen */
     time_t now = time(NULL);
     char clock[16];
     strftime(clock, sizeof clock, "%H:%M:%S", localtime(&now));
@@ -191,10 +193,13 @@ static void draw(const struct cli_admin *ad, const json_t *st, const char *every
         render(m, st);
     else
         fprintf(m, "strata stats: %s (retrying)\n", ad->err);
-    fclose(m);
-    fwrite(buf, 1, len, stdout);
-    fflush(stdout);
+    if (ferror(m) | fclose(m)) {
+        free(buf);
+        return 0;
+    }
+    int rc = fwrite(buf, 1, len, stdout) == len && fflush(stdout) == 0 ? 0 : -1;
     free(buf);
+    return rc;
 }
 
 static int watch(struct cli_admin *ad, int64_t every_ms, const char *every)
@@ -211,11 +216,16 @@ static int watch(struct cli_admin *ad, int64_t every_ms, const char *every)
         }
         if (st == NULL && first) return cli_admin_fail(ad);
         first = false;
-        draw(ad, st, every);
+        int drawn = draw(ad, st, every);
         json_decref(st);
+        if (drawn != 0) return cli_stdout_done(ad->cmd, true);
         pause_ms(every_ms);
     }
+    /* After Ctrl-C only a cosmetic newline is left to write: the screens were
+     * checked, and the terminal may be gone by now. */
     printf("\n");
+    fflush(stdout);
+    clearerr(stdout);
     return CLI_OK;
 }
 
@@ -237,12 +247,14 @@ int cmd_stats(const struct cli_args *a)
         rc = watch(&ad, ms, iv ? iv : "2s");
     } else {
         json_t *st = fetch(&ad);
-        if (st == NULL)
+        if (st == NULL) {
             rc = cli_admin_fail(&ad);
-        else if (json)
-            cli_print_json(st);
-        else
+        } else if (json) {
+            rc = cli_stdout_done(ad.cmd, cli_print_json(st) != 0);
+        } else {
             render(stdout, st);
+            rc = cli_stdout_done(ad.cmd, false);
+        }
         json_decref(st);
     }
     cli_admin_fini(&ad);

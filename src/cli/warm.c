@@ -4,12 +4,17 @@
  *
  * The URLs (paths like /api/x, or absolute http://host/path) come from
  * --endpoints or from --file (one per line; blank lines and # comments
- * skipped; `-` is stdin). They go to the admin in batches of
- * concurrency * 4 so that a progress bar can advance between batches; the bar
- * is drawn on stderr only when stderr is a terminal. A URL failed when its
- * status is 0 (the fetch itself failed) or 5xx; any failure makes the exit
- * code 1. Output: the failed URLs and a summary, or with --json the admin's
- * result objects of every batch as one array.
+ * skipped; `-` is stdin). Bytes that no request target holds raw (controls,
+ * space, bytes >= 0x7f: a line that is not ASCII, or not UTF-8) are
+ * percent-encoded, so every URL read is sent and gets a result. They go to
+ * the admin in batches of concurrency * 4 so that a progress bar can advance
+ * between batches; the bar is drawn on stderr only when stderr is a terminal.
+ * A URL failed when its status is 0 (the fetch itself failed) or 5xx; any
+ * failure makes the exit code 1. The summary counts the results the admin
+ * returned, and a batch answered with another number of results than it had
+ * URLs is an error. Output: the failed URLs and a summary, or with --json the
+ * admin's result objects of every batch as one array; a failure to write it
+ * is exit code 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -39,12 +44,34 @@ static void urls_fini(struct urls *u)
     memset(u, 0, sizeof *u);
 }
 
+/* s[0..n) (it may hold NULs) with every byte <= 0x20 or >= 0x7f written
+ * %XX: what is left is printable ASCII, valid in a request target and in
+ * JSON. '%' itself stays, so an already encoded URL is sent as it is. */
+static char *encode_url(const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    char *out = malloc(3 * n + 1), *o = out;
+    if (out == NULL) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c > 0x20 && c < 0x7f) {
+            *o++ = (char)c;
+        } else {
+            *o++ = '%';
+            *o++ = hex[c >> 4];
+            *o++ = hex[c & 15];
+        }
+    }
+    *o = 0;
+    return out;
+}
+
 static int urls_add(struct urls *u, const char *s, size_t n)
 {
     char **t = realloc(u->v, (u->n + 1) * sizeof *t);
     if (t == NULL) return -1;
     u->v = t;
-    if ((t[u->n] = strndup(s, n)) == NULL) return -1;
+    if ((t[u->n] = encode_url(s, n)) == NULL) return -1;
     u->n++;
     return 0;
 }
@@ -199,28 +226,39 @@ static void print_failure(const json_t *res)
 
 /* ---- batches ---- */
 
-/* The URLs [from, *to) of one batch: `per` of them, fewer near the byte cap. */
+/* The URLs [from, *to) of one batch: `per` of them, fewer near the byte cap.
+ * NULL when out of memory (every URL is ASCII: encode_url). */
 static json_t *batch_body(const struct urls *u, size_t from, size_t per, int conc,
                           size_t *to)
 {
     json_t *arr = json_array();
     size_t bytes = 0, i = from;
-    for (; i < u->n && i - from < per; i++) {
+    for (; arr && i < u->n && i - from < per; i++) {
         bytes += strlen(u->v[i]) + 4;
         if (i > from && bytes > MAX_BATCH_BYTES) break;
-        json_array_append_new(arr, json_string(u->v[i]));
+        if (json_array_append_new(arr, json_string(u->v[i])) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
     }
     *to = i;
-    return json_pack("{s:o, s:i}", "urls", arr, "concurrency", conc);
+    return arr ? json_pack("{s:o, s:i}", "urls", arr, "concurrency", conc) : NULL;
 }
 
-/* Append one batch's results to `all` and count them. */
-static int take_results(struct cli_admin *ad, json_t *res, json_t *all, struct tally *t,
-                        bool quiet)
+/* Append one batch's results (one per URL sent, `sent` of them) to `all` and
+ * count them. */
+static int take_results(struct cli_admin *ad, json_t *res, size_t sent, json_t *all,
+                        struct tally *t, bool quiet)
 {
     if (!json_is_array(res)) {
         snprintf(ad->err, sizeof ad->err, "admin %s: the warm answer is not an array",
                  ad->authority);
+        return -1;
+    }
+    if (json_array_size(res) != sent) {
+        snprintf(ad->err, sizeof ad->err,
+                 "admin %s: %zu warm results for a batch of %zu URLs", ad->authority,
+                 json_array_size(res), sent);
         return -1;
     }
     size_t i;
@@ -236,13 +274,17 @@ static int take_results(struct cli_admin *ad, json_t *res, json_t *all, struct t
             count_status(t, json_string_value(json_object_get(r, "cache_status")));
         }
     }
-    json_array_extend(all, res);
+    if (json_array_extend(all, res) != 0) {
+        snprintf(ad->err, sizeof ad->err, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
-static void summary(const struct tally *t, size_t total, double secs)
+/* The totals are those of the results, not of the URLs read. */
+static void summary(const struct tally *t, double secs)
 {
-    printf("warmed %zu URLs in %.2f s: %zu ok, %zu failed; %zu hit, %zu miss", total,
+    printf("warmed %zu URLs in %.2f s: %zu ok, %zu failed; %zu hit, %zu miss", t->done,
            secs, t->ok, t->failed, t->hit, t->miss);
     if (t->other) printf(", %zu other", t->other);
     printf("\n");
@@ -258,26 +300,31 @@ static int run(struct cli_admin *ad, const struct cli_args *a, const struct urls
     int rc = CLI_OK;
     if (bar) progress(&t, u->n);
     for (size_t from = 0, to; from < u->n && rc == CLI_OK; from = to) {
-        json_t *body = batch_body(u, from, (size_t)conc * 4, conc, &to);
-        json_t *res =
-            cli_admin_json(ad, "POST", "/_strata/warm", body, CLI_WARM_TIMEOUT_MS);
-        if (res == NULL || take_results(ad, res, all, &t, json) != 0) rc = CLI_FAIL;
+        json_t *body = batch_body(u, from, (size_t)conc * 4, conc, &to), *res = NULL;
+        if (body == NULL)
+            snprintf(ad->err, sizeof ad->err, "out of memory");
+        else
+            res =
+                cli_admin_json(ad, "POST", "/_strata/warm", body, CLI_WARM_TIMEOUT_MS);
+        if (res == NULL || take_results(ad, res, to - from, all, &t, json) != 0)
+            rc = CLI_FAIL;
         json_decref(res);
         if (bar) progress(&t, u->n);
     }
     if (bar) fprintf(stderr, "\r\033[K");
-    if (rc != CLI_OK) {
+    if (rc != CLI_OK) { /* also when `all` could not be made: json_array_extend */
         json_decref(all);
         return cli_admin_fail(ad);
     }
+    bool bad = false;
     if (json)
-        cli_print_json(all);
+        bad = cli_print_json(all) != 0;
     else
-        summary(&t, u->n, now_s() - t0);
+        summary(&t, now_s() - t0);
     json_decref(all);
-    fflush(stdout);
-    if (t.failed) {
-        fprintf(stderr, "strata warm: %zu of %zu URLs failed\n", t.failed, u->n);
+    rc = cli_stdout_done("warm", bad);
+    if (rc == CLI_OK && t.failed) {
+        fprintf(stderr, "strata warm: %zu of %zu URLs failed\n", t.failed, t.done);
         rc = CLI_FAIL;
     }
     return rc;

@@ -10,10 +10,11 @@
  *          |                                     / admin / http / route / bus
  *          \--config_dups--> every mapping in the file
  *
- * Two entry points share the walk. config_load_caches() (strata_open) reads
- * `caches:` only; the other sections are checked to be mappings and nothing
- * more, so a library user is never stopped by a setting of the proxy (nor by
- * an unset ${ENV} in one). config_load() (strata serve, check-config) reads
+ * Three entry points share the walk. config_load_caches() (strata_open) reads
+ * `caches:` only, and config_load_admin() (the CLI's admin commands) `admin:`
+ * only; the other sections are checked to be mappings and nothing more, so a
+ * library user or the CLI is never stopped by a setting it does not use (nor
+ * by an unset ${ENV} in one). config_load() (strata serve, check-config) reads
  * every section, then checks what spans sections: the HTTP cache must exist,
  * per_user routes need http_cache.user_secret.
  *
@@ -59,6 +60,7 @@ enum ktype {
     T_GLOB,
     T_HVALUE,
     T_USERFROM,
+    T_TOKEN,
     /* Lists: a YAML sequence of scalars. */
     T_STRINGS,
     T_HEADERS,
@@ -88,6 +90,7 @@ static const char *const tnames[] = {
     [T_GLOB] = "path glob",
     [T_HVALUE] = "header value",
     [T_USERFROM] = "identity source",
+    [T_TOKEN] = "token",
     [T_STRINGS] = "list of strings",
     [T_HEADERS] = "list of header names",
     [T_COOKIES] = "list of cookie names",
@@ -121,6 +124,7 @@ static const char *const inames[] = {
 #define CTYPE_GLOB char *
 #define CTYPE_HVALUE char *
 #define CTYPE_USERFROM enum config_user_from
+#define CTYPE_TOKEN char *
 #define CTYPE_STRINGS struct config_strings
 #define CTYPE_HEADERS struct config_strings
 #define CTYPE_COOKIES struct config_strings
@@ -326,6 +330,9 @@ static int apply(void *base, const struct key *k, const char *val, const char **
         if (strlen(val) < (size_t)k->min) return *why = "must not be empty", 2;
         if (config_check_header_value(val, why)) return 2;
         return setstr(f, val);
+    case T_TOKEN:
+        if (config_check_bearer(val, why)) return 2;
+        return setstr(f, val);
     case T_BOOL:
         if (config_parse_bool(val, &b, why)) return 1;
         *(bool *)f = b;
@@ -461,6 +468,7 @@ static void table_fini(const struct table *t, void *base)
         case T_CACHE:
         case T_GLOB:
         case T_HVALUE:
+        case T_TOKEN:
             free(*(char **)f);
             *(char **)f = NULL;
             break;
@@ -1035,14 +1043,17 @@ static int read_routes(struct ld *ld, struct config_http *h, const yaml_node_t *
 
 /* ---- the file ---------------------------------------------------------------- */
 
-/* What config_load reads besides caches, and the lines it checks later. */
+/* What config_load (c) or config_load_admin (admin) reads besides caches, and
+ * the lines checked later. */
 struct whole {
-    struct config *c;
+    struct config *c;           /* every section */
+    struct config_admin *admin; /* or only admin: */
     unsigned http_lines[MAXROWS];
 };
 
-/* Read the top-level mapping: `caches:` into `cc`; with `w`, the other
- * sections too (without, they are only checked to be mappings). */
+/* Read the top-level mapping: `caches:` into `cc` (NULL: it is only checked
+ * to be a mapping); with `w`, the sections it asks for too. The sections not
+ * read are only checked to be mappings. */
 static int read_top(struct ld *ld, struct config_caches *cc, struct whole *w)
 {
     const yaml_node_t *root = yaml_document_get_root_node(ld->doc);
@@ -1070,7 +1081,7 @@ static int read_top(struct ld *ld, struct config_caches *cc, struct whole *w)
                 return config_fail(ld, config_line(k),
                                    "unknown section '%.*s' (known sections: %s)", QUOTE,
                                    name, known_sections);
-            if (strcmp(sections[s], "caches") == 0) {
+            if (cc && strcmp(sections[s], "caches") == 0) {
                 if (read_caches(ld, v, config_line(k), cc) != 0) return -1;
                 have = true;
                 continue;
@@ -1079,6 +1090,12 @@ static int read_top(struct ld *ld, struct config_caches *cc, struct whole *w)
                 return config_fail(ld, config_line(v), "%s: expected a mapping, got %s",
                                    sections[s], config_kind(v));
             if (!w || config_isnull(v)) continue;
+            if (w->admin) {
+                if (strcmp(name, "admin") == 0 &&
+                    read_map(ld, &admin_table, w->admin, v, name, "", lines))
+                    return -1;
+                continue;
+            }
             if (strcmp(name, "server") == 0)
                 s = read_map(ld, &server_table, &w->c->server, v, name, "", lines);
             else if (strcmp(name, "admin") == 0)
@@ -1090,7 +1107,7 @@ static int read_top(struct ld *ld, struct config_caches *cc, struct whole *w)
             if (s) return -1;
         }
     }
-    if (!have && config_caches_defaults(cc) != 0) return config_oom(ld);
+    if (cc && !have && config_caches_defaults(cc) != 0) return config_oom(ld);
     /* YAML forbids duplicate keys in any mapping, also in the sections this
      * load does not read; the ones above were checked in file order. */
     for (yaml_node_t *n = ld->doc->nodes.start; n < ld->doc->nodes.top; n++)
@@ -1263,6 +1280,52 @@ int config_load(const char *path, struct config *out, char **errmsg)
     rc = config_load_buf(path, buf, len, out, errmsg);
     free(buf);
     return rc;
+}
+
+int config_load_admin_buf(const char *name, const char *buf, size_t len,
+                          struct config_admin *out, char **errmsg)
+{
+    struct ld ld = {.path = name, .budget = CONFIG_BUDGET};
+    struct whole w = {.admin = out};
+
+    memset(out, 0, sizeof *out);
+    if (errmsg) *errmsg = NULL;
+    if (table_init(&admin_table, out) != 0)
+        config_oom(&ld);
+    else if (read_doc(&ld, buf, len, NULL, &w) == 0)
+        return 0;
+    config_admin_fini(out);
+    give_error(&ld, errmsg);
+    return -1;
+}
+
+int config_load_admin(const char *path, struct config_admin *out, char **errmsg)
+{
+    struct ld ld = {.path = path ? path : "(null)"};
+    char *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (errmsg) *errmsg = NULL;
+    if (!path) {
+        config_fail(&ld, 0, "cannot open: %s", "no path given");
+        give_error(&ld, errmsg);
+        return -1;
+    }
+    if (config_slurp(&ld, &buf, &len) != 0) {
+        give_error(&ld, errmsg);
+        return -1;
+    }
+    rc = config_load_admin_buf(path, buf, len, out, errmsg);
+    free(buf);
+    return rc;
+}
+
+void config_admin_fini(struct config_admin *a)
+{
+    table_fini(&admin_table, a);
+    memset(a, 0, sizeof *a);
 }
 
 void config_fini(struct config *c)

@@ -5,8 +5,9 @@
  * its name, type, default, bounds and description. The parser, the validator
  * and docs/configuration.md come from those rows (src/config/keys.h). This
  * header is what the rest of strata may use: the parsed `caches:` section
- * (strata_open), the whole file (strata serve, check-config), and the value
- * parsers that the CLI and the admin API share (durations, sizes).
+ * (strata_open), the `admin:` section (the CLI's admin commands), the whole
+ * file (strata serve, check-config), and the value parsers that the CLI and
+ * the admin API share (durations, sizes, the admin token).
  *
  * Errors are strings "FILE:LINE: what is wrong" (malloc'd, the caller frees).
  * Nothing here keeps global state; every call is thread-safe.
@@ -85,6 +86,13 @@ void config_caches_fini(struct config_caches *cc);
 int config_parse_duration(const char *s, int64_t *ms, const char **why);
 int config_parse_size(const char *s, uint64_t *bytes, const char **why);
 
+/* A bearer token (admin.token, and what the CLI sends as one): 1 to
+ * CONFIG_BEARER_MAX bytes of printable ASCII without spaces, since it goes
+ * into an `Authorization: Bearer` header as is. The message never quotes
+ * the token. */
+#define CONFIG_BEARER_MAX 128
+int config_check_bearer(const char *s, const char **why);
+
 /*
  * The whole file, as `strata serve` reads it (DESIGN "Configuration"). Every
  * duration is in ms, every size in bytes. Lists are arrays of malloc'd
@@ -149,7 +157,7 @@ struct config_server {
 
 struct config_admin {
     char *listen;
-    char *token; /* NULL: generated at start */
+    char *token; /* NULL: generated at start; else see config_check_bearer */
     char *token_file;
 };
 
@@ -195,6 +203,18 @@ struct config {
 int config_load(const char *path, struct config *out, char **errmsg);
 /* Free what config_load filled and zero it; safe on a zeroed struct. */
 void config_fini(struct config *c);
+
+/* Read the `admin:` section of the file at `path` (the CLI's admin commands
+ * need nothing else): the admin defaults, overridden by the file's keys,
+ * checked as config_load checks them. The other known sections are parsed
+ * for syntax and must be mappings, but are otherwise ignored: their ${ENV}
+ * are not expanded, so an unset variable there (http_cache.user_secret, say)
+ * is no error here, while one in `admin:` is. Unknown top-level keys and
+ * duplicate keys anywhere are errors. Returns 0, or -1 with *errmsg =
+ * "PATH:LINE: message" (errmsg may be NULL); on failure `out` is zeroed. */
+int config_load_admin(const char *path, struct config_admin *out, char **errmsg);
+/* Free what config_load_admin filled and zero it; safe on a zeroed struct. */
+void config_admin_fini(struct config_admin *a);
 
 /* The cache called `name` in `cc`, or NULL. */
 const struct config_cache *config_cache_find(const struct config_caches *cc,

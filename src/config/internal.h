@@ -126,12 +126,16 @@ int config_dups(struct ld *ld, const yaml_node_t *map, const char *what);
 char *config_expand(struct ld *ld, const char *s, unsigned line, const char *where);
 
 /* ---- loading from memory (config.c) -----------------------------------------
- * config_load_caches() and config_load() after the file was read: `name` is
- * the PATH of messages and what out->path gets (config_load_buf: NULL gives
- * every default and ignores buf). For the fuzz target and tests. */
+ * config_load_caches(), config_load() and config_load_admin() after the file
+ * was read: `name` is the PATH of messages and what out->path gets,
+ * where there is one (config_load_buf: NULL gives every default and ignores
+ * buf). For the fuzz
+ * target and tests. */
 int config_load_caches_buf(const char *name, const char *buf, size_t len,
                            struct config_caches *out, char **errmsg);
 int config_load_buf(const char *name, const char *buf, size_t len, struct config *out,
                     char **errmsg);
+int config_load_admin_buf(const char *name, const char *buf, size_t len,
+                          struct config_admin *out, char **errmsg);
 
 #endif /* STRATA_CONFIG_INTERNAL_H */

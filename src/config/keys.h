@@ -15,10 +15,12 @@
 #define STRATA_CONFIG_KEYS_H
 
 /* Top-level sections: X(name, description). config_load_caches() reads only
- * `caches`; the others must be mappings and are read by `strata serve`. */
+ * `caches`, config_load_admin() only `admin`; the others must be mappings
+ * there. config_load() (strata serve, check-config) reads them all. */
 #define CONFIG_SECTIONS(X)                                                             \
     X(server, "the HTTP proxy: listener, origin, limits (used by strata serve)")       \
-    X(admin, "the admin API listener and its token (used by strata serve)")            \
+    X(admin, "the admin API listener and its token (used by strata serve and the "     \
+             "CLI's admin commands)")                                                  \
     X(caches, "the named caches")                                                      \
     X(http_cache, "HTTP caching policy and routes (used by strata serve)")             \
     X(bus, "the invalidation bus between nodes (used by strata serve)")
@@ -80,6 +82,8 @@
  * config_http, config_route or config_bus. Types beyond the cache ones:
  *
  *   TEXT      a string without control characters; min: the minimum length
+ *   TOKEN     a bearer token: 1..128 bytes of printable ASCII without spaces
+ *             (config_check_bearer); min is not used
  *   BOOL      true or false, nothing else
  *   LISTEN    HOST:PORT or [IPV6]:PORT (port 0: any free port)
  *   UPSTREAM  http://HOST:PORT with an optional trailing "/"
@@ -131,8 +135,9 @@
 #define CONFIG_ADMIN_KEYS(X)                                                           \
     X("listen", LISTEN, listen, "127.0.0.1:8081", 0,                                   \
       "the admin API's listener: HOST:PORT or [IPV6]:PORT")                            \
-    X("token", TEXT, token, NULL, 1,                                                   \
-      "the bearer token of the admin API; unset: one is generated at start")           \
+    X("token", TOKEN, token, NULL, 1,                                                  \
+      "the bearer token of the admin API, 1 to 128 bytes of printable ASCII without "  \
+      "spaces; unset: one is generated at start")                                      \
     X("token_file", TEXT, token_file, "strata-admin.token", 1,                         \
       "where a generated token is written (mode 0600)")
 

@@ -1,7 +1,7 @@
 /*
  * values.c -- the grammars of single configuration values: durations, sizes,
  * counts, booleans, listen addresses, the origin URL, CIDRs, header and cookie
- * names, tags, identity sources.
+ * names, bearer tokens, tags, identity sources.
  *
  * Every function here reads one NUL-terminated string and nothing else: no
  * YAML, no environment, no allocation. Each says what was wrong in a static
@@ -306,6 +306,31 @@ int config_check_token(const char *s, const char **why)
     if (strspn(s, "!#$%&'*+-.^_`|~0123456789"
                   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != n)
         return *why = "use letters, digits and !#$%&'*+-.^_`|~ only", -1;
+    return 0;
+}
+
+_Static_assert(CONFIG_BEARER_MAX == 128, "the messages below say 128");
+
+int config_check_bearer(const char *s, const char **why)
+{
+    size_t n = strlen(s);
+
+    if (n == 0) return *why = "must not be empty", -1;
+    if (n > CONFIG_BEARER_MAX)
+        return *why = "longer than 128 bytes (a token is 1 to 128 bytes of printable "
+                      "ASCII without spaces)",
+               -1;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) return *why = "contains a control character", -1;
+        if (*p == ' ')
+            return *why = "contains a space (a token is 1 to 128 bytes of printable "
+                          "ASCII without spaces)",
+                   -1;
+        if (*p > 0x7f)
+            return *why = "contains a byte that is not ASCII (a token is 1 to 128 "
+                          "bytes of printable ASCII without spaces)",
+                   -1;
+    }
     return 0;
 }
 

@@ -1,5 +1,6 @@
 """The `strata` command: help, version, check-config, exit codes, and the
 help and man page that come from the one command table."""
+import os
 import pathlib
 import re
 import shutil
@@ -78,6 +79,37 @@ def test_check_config_redis_backend_not_in_this_build(strata_cmd, tmp_path):
     p = strata_cmd("check-config", "-c", str(cfg), check=1)
     assert f"{cfg}:3:" in p.stderr
     assert "not available" in p.stderr
+
+
+def test_check_config_refuses_an_unset_variable_in_any_section(strata_cmd, tmp_path):
+    # The admin commands read admin: only (test_cli_ops.py); check-config, like
+    # strata serve, still reads every section and refuses an unset ${VAR}.
+    var = "STRATA_TEST_CHECK_SURELY_UNSET"
+    assert var not in os.environ
+    for i, (text, line) in enumerate((
+            ('admin: { token: t }\nhttp_cache:\n  user_secret: "${%s}"\n' % var, 3),
+            ('server:\n  upstream: "http://${%s}:80"\n' % var, 2),
+            ('admin:\n  token: "${%s}"\n' % var, 2),
+            ('caches:\n  a: { ttl: "${%s}" }\n' % var, 2))):
+        cfg = tmp_path / ("env%d.yaml" % i)
+        cfg.write_text(text)
+        p = strata_cmd("check-config", "-c", str(cfg), check=1)
+        assert p.stderr == "%s:%d: environment variable %s is not set\n" % (
+            cfg, line, var), p.stderr
+        assert p.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("--version",), ("--help",), ("version",),
+                                  ("check-config", "--help"), ("check-config", "-c", "{cfg}")])
+def test_output_that_cannot_be_written_exits_1(build_dir, tmp_path, args):
+    cfg = tmp_path / "ok.yaml"
+    cfg.write_text("caches:\n  default: { ttl: 5m }\n")
+    argv = [str(build_dir / "strata")] + [a.format(cfg=cfg) for a in args]
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=30)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.count("\n") == 1 and "cannot write to stdout" in p.stderr, p.stderr
 
 
 def test_check_config_requires_a_file(strata_cmd):

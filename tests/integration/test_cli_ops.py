@@ -289,6 +289,28 @@ def test_warm_failure_exits_1(origin, strata, cli):
     r.one_error_line("1 of 2 URLs failed")
 
 
+def test_warm_percent_encodes_bytes_a_url_cannot_hold(origin, strata, cli, tmp_path):
+    # A line that is not UTF-8 used to vanish from the batch (json_string
+    # refused it) while the summary still counted it.
+    for p in ("/w1", "/w%FF2", "/w3", "/caf%C3%A9", "/sp%20ace"):
+        origin.route(p, headers=CC60, body=b"x")
+    s = strata()
+    f = tmp_path / "urls.txt"
+    f.write_bytes(b"/w1\n/w\xff2\n/w3\n/caf\xc3\xa9\n/sp ace\n")
+    r = cli(s, "warm", "--file", str(f), "--json")
+    assert r.rc == 0, r
+    res = r.json()
+    assert [x["url"] for x in res] == ["/w1", "/w%FF2", "/w3", "/caf%C3%A9", "/sp%20ace"]
+    assert all(x["status"] == 200 for x in res), res
+    for p in ("/w1", "/w%FF2", "/w3", "/caf%C3%A9", "/sp%20ace"):
+        assert origin.count(p) == 1, p
+    r = cli(s, "warm", "--file", str(f))
+    assert r.rc == 0, r
+    assert "warmed 5 URLs" in r.text and "5 ok, 0 failed" in r.text and "5 hit" in r.text
+    r = cli(s, "warm", "--endpoints", "/w\udcff2")  # the same byte, from argv
+    assert r.rc == 0 and "1 ok, 0 failed; 1 hit" in r.text, r
+
+
 def test_warm_missing_file_and_empty_file(strata, cli, tmp_path):
     s = strata()
     r = cli(s, "warm", "--file", str(tmp_path / "nope.txt"))
@@ -426,6 +448,74 @@ def test_stats_watch_with_json_is_a_usage_error(cli):
 
 # ---- which admin, which token ----------------------------------------------------
 
+UNSET = "STRATA_TEST_CLI_SURELY_UNSET"
+
+
+def test_config_is_read_for_its_admin_section_only(strata, cli, tmp_path):
+    # The CLI needs admin: only; an unset ${VAR} elsewhere (the proxy's
+    # secrets) must not stop it, while strata serve / check-config refuse it.
+    assert UNSET not in os.environ
+    s = strata()
+    cfg = tmp_path / "envcfg.yaml"
+    cfg.write_text('server:\n  upstream: "http://${%s}:80"\n'
+                   'admin:\n  listen: "127.0.0.1:%d"\n  token: "%s"\n'
+                   'http_cache:\n  user_secret: "${%s}"\n'
+                   % (UNSET, s.admin_port, ADMIN_TOKEN, UNSET))
+    r = cli(s, "stats", "-c", str(cfg), "--json", token=None, admin=False)
+    assert r.rc == 0, r
+    assert "caches" in r.json()
+    r = cli(s, "set", "k", "v", "-c", str(cfg), token=None, admin=False)
+    assert r.rc == 0, r
+    r = cli(None, "check-config", "-c", str(cfg))
+    assert r.rc == 1, r
+    r.one_error_line("%s:2:" % cfg, "environment variable %s is not set" % UNSET)
+
+
+def test_config_unset_variable_in_admin_is_one_line_with_file_and_line(strata, cli,
+                                                                       tmp_path):
+    s = strata()
+    cfg = tmp_path / "tok.yaml"
+    cfg.write_text('admin:\n  listen: "127.0.0.1:%d"\n  token: "${%s}"\n'
+                   % (s.admin_port, UNSET))
+    for args in (("stats",), ("clear", "--all"), ("get", "k"), ("warm", "--endpoints", "/")):
+        r = cli(s, *args, "-c", str(cfg), token=ADMIN_TOKEN, admin=False)
+        assert r.rc == 1, (args, r)
+        r.one_error_line("strata %s: %s:3: environment variable %s is not set"
+                         % (args[0], cfg, UNSET))
+        assert r.out == b""
+
+
+def test_token_rules_match_the_server(strata, cli, tmp_path):
+    # Any printable ASCII but space, up to 128 bytes: the server accepts it as
+    # admin.token and the CLI sends it.
+    tok = "Zm9v+/==!#$%&()*,:;<>?@[]^_`{|}~" + "x" * 96
+    assert len(tok) == 128
+    s = strata(admin={"token": tok})
+    assert cli(s, "stats", token=tok).rc == 0
+    (cli.cwd / "strata-admin.token").write_text("  " + tok + "\n")
+    assert cli(s, "stats", token=None).rc == 0  # trimmed, as before
+    for bad, why in (("two words", "contains a space"), (tok + "y", "longer than 128 bytes")):
+        r = cli(s, "stats", token=bad)
+        assert r.rc == 1, r
+        r.one_error_line("strata stats: the admin token in STRATA_ADMIN_TOKEN is not valid",
+                         why, "printable ASCII without spaces")
+        assert bad not in r.err  # a token is never shown
+        (cli.cwd / "strata-admin.token").write_text(bad + "\n")
+        r = cli(s, "stats", token=None)
+        assert r.rc == 1, r
+        r.one_error_line("the admin token in the token file strata-admin.token is not valid",
+                         why)
+    # admin.token of -c FILE: the configuration check, with the file and line.
+    cfg = tmp_path / "spaced.yaml"
+    cfg.write_text('admin:\n  listen: "127.0.0.1:%d"\n  token: "two words"\n'
+                   % s.admin_port)
+    for argv in (("stats", "-c", str(cfg)), ("check-config", "-c", str(cfg))):
+        r = cli(None, *argv)
+        assert r.rc == 1, r
+        r.one_error_line("%s:3: admin.token: contains a space" % cfg)
+        assert "two words" not in r.err
+
+
 def test_wrong_token_is_unauthorized(strata, cli):
     s = strata()
     for args in (("stats",), ("clear", "--all"), ("get", "k"), ("warm", "--endpoints", "/")):
@@ -495,6 +585,40 @@ def test_admin_url_forms(strata, cli):
     r.one_error_line("--admin")
 
 
+# ---- output that cannot be written ---------------------------------------------------
+
+def _to_dev_full(build_dir, cwd, *args):
+    """Run strata ARGS with stdout on /dev/full (every write fails ENOSPC)."""
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([str(build_dir / "strata"), *args], stdout=full,
+                           stderr=subprocess.PIPE, timeout=60, env=_env(ADMIN_TOKEN),
+                           cwd=str(cwd))
+    err = p.stderr.decode(errors="replace")
+    _no_sanitizer_report(err)
+    return p.returncode, err
+
+
+@pytest.mark.parametrize("args", [
+    ("stats", "--json"),
+    ("stats",),
+    ("clear", "--all", "--json"),
+    ("clear", "--all"),
+    ("warm", "--endpoints", "/full", "--json"),
+    ("warm", "--endpoints", "/full"),
+    ("get", "k"),
+    ("stats", "--watch", "--interval", "100ms"),  # the first screen fails: exit
+])
+def test_stdout_write_error_exits_1(origin, strata, build_dir, cli, args):
+    origin.route("/full", headers=CC60, body=b"x")
+    s = strata()
+    assert cli(s, "set", "k", "v").rc == 0
+    rc, err = _to_dev_full(build_dir, cli.cwd, args[0], "--admin", s.admin, *args[1:])
+    assert rc == 1, (args, err)
+    assert err.endswith("\n") and err.count("\n") == 1, repr(err)
+    assert err.startswith("strata %s: " % args[0]), err
+    assert "stdout" in err, err
+
+
 # ---- usage errors (no strata needed) ----------------------------------------------
 
 @pytest.mark.parametrize("args,words", [
@@ -503,6 +627,10 @@ def test_admin_url_forms(strata, cli):
     (("clear", "--bogus"), ["unknown option '--bogus'"]),
     (("clear", "--cache"), ["--cache needs a value"]),
     (("clear", "--all", "--all"), ["--all given twice"]),
+    # Not UTF-8: it cannot go into the JSON body, and leaving it out would
+    # clear more (every cache, instead of the one named).
+    (("clear", "--all", "--cache", "s\udcffx"), ["--cache", "not valid UTF-8"]),
+    (("clear", "--tag", "a", "b\udcff"), ["--tag", "not valid UTF-8"]),
     (("clear", "--all", "extra"), ["unexpected argument 'extra'"]),
     (("get",), ["missing KEY"]),
     (("del",), ["missing KEY"]),

@@ -1,7 +1,8 @@
 /*
  * test_config_full.c -- config_load(): the whole file as `strata serve` and
  * `strata check-config` read it (server, admin, caches, http_cache with its
- * routes, bus) and the checks across sections.
+ * routes, bus) and the checks across sections; config_load_admin(): the
+ * `admin:` section alone, as the CLI's admin commands read it.
  *
  * As in test_config.c, every test writes its YAML to a mkstemp file, and
  * every error test asserts the whole "PATH:LINE: " prefix, a piece of the
@@ -1066,4 +1067,209 @@ Test(full_errors, aliases_are_bounded)
     unlink(path);
     free(path);
     free(yaml);
+}
+
+/* ---- admin.token: what the server accepts and the CLI sends --------------- */
+
+Test(full_admin_token, the_grammar)
+{
+    char max[CONFIG_BEARER_MAX + 2];
+    const char *why = NULL;
+
+    memset(max, 'a', sizeof max);
+    max[CONFIG_BEARER_MAX] = '\0';
+    cr_assert_eq(config_check_bearer("t", &why), 0);
+    cr_assert_eq(config_check_bearer(max, &why), 0, "128 bytes is the limit");
+    /* Any printable ASCII but space: base64, hex, punctuation. */
+    cr_assert_eq(config_check_bearer("Ab0+/=_-.~!\"#$%&'()*,:;<>?@[\\]^`{|}", &why), 0);
+    max[CONFIG_BEARER_MAX] = 'a';
+    max[CONFIG_BEARER_MAX + 1] = '\0';
+    cr_assert_eq(config_check_bearer(max, &why), -1);
+    cr_assert(strstr(why, "longer than 128 bytes"), "%s", why);
+    cr_assert_eq(config_check_bearer("", &why), -1);
+    cr_assert_str_eq(why, "must not be empty");
+    cr_assert_eq(config_check_bearer("a b", &why), -1);
+    cr_assert(strstr(why, "contains a space"), "%s", why);
+    cr_assert(strstr(why, "printable ASCII without spaces"), "%s", why);
+    cr_assert_eq(config_check_bearer(" a", &why), -1,
+                 "no trimming: the server has none");
+    cr_assert_eq(config_check_bearer("a\tb", &why), -1);
+    cr_assert_str_eq(why, "contains a control character");
+    cr_assert_eq(config_check_bearer("a\x7f", &why), -1);
+    cr_assert_eq(config_check_bearer("t\xc3\xb6k", &why), -1);
+    cr_assert(strstr(why, "not ASCII"), "%s", why);
+}
+
+Test(full_admin_token, checked_by_config_load)
+{
+    char yaml[CONFIG_BEARER_MAX + 64];
+    struct config c;
+
+    snprintf(yaml, sizeof yaml, "admin:\n  token: %0*d\n", CONFIG_BEARER_MAX, 7);
+    load_ok(yaml, &c);
+    cr_assert_eq(strlen(c.admin.token), CONFIG_BEARER_MAX);
+    config_fini(&c);
+    load_ok("admin: { token: \"Zm9vYmFy+/==\" }\n", &c);
+    cr_assert_str_eq(c.admin.token, "Zm9vYmFy+/==");
+    config_fini(&c);
+
+    snprintf(yaml, sizeof yaml, "admin:\n  token: %0*d\n", CONFIG_BEARER_MAX + 1, 7);
+    error_at(yaml, 2,
+             "admin.token: longer than 128 bytes (a token is 1 to 128 bytes of "
+             "printable ASCII without spaces)");
+    error_at("admin:\n  listen: 127.0.0.1:1\n  token: \"two words\"\n", 3,
+             "admin.token: contains a space");
+    error_at("admin:\n  token: \" padded\"\n", 2, "admin.token: contains a space");
+    error_at("admin:\n  token: \"t\xc3\xb6ken\"\n", 2,
+             "admin.token: contains a byte "
+             "that is not ASCII");
+    error_at("admin:\n  token: ''\n", 2, "admin.token: must not be empty");
+    setenv("STRATA_T_SPACED", "from env", 1);
+    error_at("admin:\n  token: \"${STRATA_T_SPACED}\"\n", 2,
+             "admin.token: contains a space");
+    unsetenv("STRATA_T_SPACED");
+}
+
+Test(full_admin_token, the_message_does_not_quote_it)
+{
+    char *path = tmpfile_with("admin:\n  token: \"secret words\"\n"), *err = NULL;
+    struct config c;
+
+    cr_assert_eq(config_load(path, &c, &err), -1);
+    cr_assert_null(strstr(err, "secret"), "the token is not in the message: %s", err);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+/* ---- config_load_admin: the CLI's admin commands --------------------------- */
+
+/* Load `yaml` with config_load_admin; 0 or -1, *err set (malloc'd) on -1. */
+static int load_admin(const char *yaml, struct config_admin *a, char **err)
+{
+    char *path = tmpfile_with(yaml);
+    int rc;
+
+    memset(a, 0x5a, sizeof *a);
+    *err = NULL;
+    rc = config_load_admin(path, a, err);
+    if (rc != 0) {
+        char *prefix;
+        cr_assert_not_null(*err);
+        cr_assert(zeroed(a, sizeof *a), "a failed load must leave the output zeroed");
+        cr_assert(asprintf(&prefix, "%s:", path) > 0);
+        cr_assert(strncmp(*err, prefix, strlen(prefix)) == 0, "%s", *err);
+        free(prefix);
+    } else {
+        cr_assert_null(*err);
+    }
+    unlink(path);
+    free(path);
+    return rc;
+}
+
+/* config_load_admin fails on `yaml` at `line` with `needle`. */
+static void admin_error_at(const char *yaml, unsigned line, const char *needle)
+{
+    struct config_admin a;
+    char *err, want[32];
+
+    cr_assert_eq(load_admin(yaml, &a, &err), -1, "expected '%s'\n%s", needle, yaml);
+    snprintf(want, sizeof want, ":%u: ", line);
+    cr_assert(strstr(err, want), "error '%s' is not at line %u", err, line);
+    cr_assert(strstr(err, needle), "error '%s' lacks '%s'", err, needle);
+    free(err);
+}
+
+Test(full_load_admin, reads_admin_with_its_defaults)
+{
+    struct config_admin a;
+    char *err;
+
+    cr_assert_eq(
+        load_admin("admin:\n  listen: \"[::1]:9191\"\n  token: t0k\n", &a, &err), 0,
+        "%s", err);
+    cr_assert_str_eq(a.listen, "[::1]:9191");
+    cr_assert_str_eq(a.token, "t0k");
+    cr_assert_str_eq(a.token_file, "strata-admin.token");
+    config_admin_fini(&a);
+    cr_assert(zeroed(&a, sizeof a));
+    config_admin_fini(&a); /* twice: safe on a zeroed struct */
+
+    cr_assert_eq(load_admin("caches: { a: {} }\n", &a, &err), 0, "%s", err);
+    cr_assert_str_eq(a.listen, "127.0.0.1:8081");
+    cr_assert_null(a.token);
+    cr_assert_str_eq(a.token_file, "strata-admin.token");
+    config_admin_fini(&a);
+    cr_assert_eq(load_admin("", &a, &err), 0, "%s", err);
+    cr_assert_str_eq(a.listen, "127.0.0.1:8081");
+    config_admin_fini(&a);
+}
+
+Test(full_load_admin, unset_env_outside_admin_is_no_error)
+{
+    const char *yaml = "server:\n"
+                       "  listen: \"127.0.0.1:${STRATA_T_UNSET}\"\n"
+                       "  upstream: \"http://${STRATA_T_UNSET}:1\"\n"
+                       "admin:\n"
+                       "  listen: 127.0.0.1:9292\n"
+                       "  token: literal-token\n"
+                       "caches:\n"
+                       "  a: { ttl: \"${STRATA_T_UNSET}\" }\n"
+                       "http_cache:\n"
+                       "  user_secret: \"${STRATA_T_UNSET}\"\n"
+                       "  routes:\n"
+                       "    - { path: /x, per_user: true, user_from: "
+                       "\"header:${STRATA_T_UNSET}\" }\n"
+                       "bus: { timeout: \"${STRATA_T_UNSET}\" }\n";
+    struct config_admin a;
+    char *err;
+
+    unsetenv("STRATA_T_UNSET");
+    cr_assert_eq(load_admin(yaml, &a, &err), 0, "%s", err);
+    cr_assert_str_eq(a.listen, "127.0.0.1:9292");
+    cr_assert_str_eq(a.token, "literal-token");
+    config_admin_fini(&a);
+    /* strata serve and check-config read the same file and still refuse it. */
+    error_at(yaml, 2, "environment variable STRATA_T_UNSET is not set");
+}
+
+Test(full_load_admin, admin_is_checked_as_config_load_checks_it)
+{
+    struct config_admin a;
+    char *err;
+
+    unsetenv("STRATA_T_UNSET");
+    admin_error_at(
+        "http_cache: { user_secret: k }\nadmin:\n  token: \"${STRATA_T_UNSET}\"\n", 3,
+        "environment variable STRATA_T_UNSET is not set");
+    admin_error_at("admin:\n  listen: nowhere\n", 2, "admin.listen: bad address");
+    admin_error_at("admin:\n  token: \"a b\"\n", 2, "admin.token: contains a space");
+    admin_error_at("admin:\n  tokn: x\n", 2, "admin: unknown key 'tokn'");
+    admin_error_at("admin: [a]\n", 1, "admin: expected a mapping");
+    setenv("STRATA_T_TOK", "tok-from-env", 1);
+    cr_assert_eq(load_admin("admin: { token: \"${STRATA_T_TOK}\" }\n", &a, &err), 0,
+                 "%s", err);
+    cr_assert_str_eq(a.token, "tok-from-env");
+    config_admin_fini(&a);
+    unsetenv("STRATA_T_TOK");
+}
+
+Test(full_load_admin, the_file_is_still_checked)
+{
+    struct config_admin a;
+    char *err = NULL;
+
+    admin_error_at("admin: { token: t }\nadmni: {}\n", 2, "unknown section 'admni'");
+    admin_error_at("admin:\n  token: [\n", 3, "YAML syntax error");
+    admin_error_at("server: 5\n", 1, "server: expected a mapping, got a string");
+    admin_error_at("caches: [a]\n", 1, "caches: expected a mapping, got a list");
+    admin_error_at("admin: { token: a, token: b }\n", 1, "duplicate key 'token'");
+    admin_error_at("http_cache: { routes: [ {a: 1, a: 2} ] }\n", 1,
+                   "duplicate key 'a'");
+    cr_assert_eq(config_load_admin("/nonexistent/strata.yaml", &a, &err), -1);
+    cr_assert(strstr(err, "/nonexistent/strata.yaml: cannot open:"), "%s", err);
+    cr_assert(zeroed(&a, sizeof a));
+    free(err);
+    cr_assert_eq(config_load_admin(NULL, &a, NULL), -1, "errmsg may be NULL");
 }
