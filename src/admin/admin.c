@@ -42,6 +42,7 @@
 #define WARM_MAX_CONCURRENCY 64
 
 struct warm;
+struct endpoint;
 
 struct admin {
     const struct config *cfg;
@@ -53,6 +54,7 @@ struct admin {
     long warms;           /* in progress (the admin loop's; tests read it) */
     struct up_conf upc;
     char *token;
+    bool token_generated; /* written to admin.token_file by admin_publish_token */
     char port[8];
     struct http_server *srv;
     _Atomic uint64_t ids;
@@ -66,8 +68,9 @@ struct areq {
     char *body;
     size_t blen;
     bool too_big;
-    struct warm *warm; /* a warm in progress */
-    const char *extra; /* more header lines ("Name: value\r\n"...) */
+    struct warm *warm;         /* a warm in progress */
+    const char *extra;         /* more header lines ("Name: value\r\n"...) */
+    const struct endpoint *ep; /* decided from the head, when a body follows */
 };
 
 static void reply_bytes(struct areq *r, int status, const char *ctype, const char *body,
@@ -780,7 +783,7 @@ static void explain(struct areq *r)
         sb_free(&host);
         error(r, 400, "bad url",
               "not a valid path: it must start with /, be at most 1023 bytes, and hold "
-              "no spaces or control bytes");
+              "no spaces, control bytes or non-ASCII bytes");
         return;
     }
     const struct config_route *rt = x->route;
@@ -993,7 +996,7 @@ static int warm_url(const char *u, const char **host, size_t *hl, const char **p
     }
     for (const char *c = *host ? *host : u; *c; c++)
         if ((unsigned char)*c <= 0x20 || (unsigned char)*c >= 0x7f) {
-            *bad = "a URL may not hold spaces or control bytes";
+            *bad = "a URL may not hold spaces, control bytes or non-ASCII bytes";
             return -1;
         }
     *path = u;
@@ -1206,7 +1209,9 @@ static const struct endpoint endpoints[] = {
     {"/_strata/debug/clock", M_POST, true, debug_clock, "POST"},
 };
 
-static void dispatch(struct areq *r)
+/* The endpoint of r (path, method, content type), or NULL once r has been
+ * answered (404, 405, 415): all of it is known from the head. */
+static const struct endpoint *route_of(struct areq *r)
 {
     const struct http_msg *m = r->req->msg;
     llhttp_method_t meth = r->req->method;
@@ -1215,11 +1220,6 @@ static void dispatch(struct areq *r)
                   : meth == HTTP_PUT                    ? M_PUT
                   : meth == HTTP_DELETE                 ? M_DELETE
                                                         : 0;
-    if (r->too_big) {
-        error(r, 413, "body too large",
-              meth == HTTP_PUT ? "a value is at most 64 MB" : "at most 1 MB");
-        return;
-    }
     for (size_t i = 0; i < sizeof endpoints / sizeof *endpoints; i++) {
         const struct endpoint *e = &endpoints[i];
         size_t pl = strlen(e->path);
@@ -1233,7 +1233,7 @@ static void dispatch(struct areq *r)
             snprintf(allow, sizeof allow, "Allow: %s\r\n", e->allow);
             r->extra = allow;
             error(r, 405, "method not allowed", e->allow);
-            return;
+            return NULL;
         }
         if (mb == M_POST) {
             const struct http_header *ct = http_find(m, "content-type", NULL);
@@ -1241,13 +1241,29 @@ static void dispatch(struct areq *r)
                 !http_media_type_is(ct->value, ct->vlen, "application/json")) {
                 error(r, 415, "unsupported media type",
                       "POST bodies must be application/json");
-                return;
+                return NULL;
             }
         }
-        e->fn(r);
-        return;
+        return e;
     }
     error(r, 404, "not found", "no such endpoint");
+    return NULL;
+}
+
+static void too_big(struct areq *r)
+{
+    error(r, 413, "body too large",
+          r->req->method == HTTP_PUT ? "a value is at most 64 MB" : "at most 1 MB");
+}
+
+static void dispatch(struct areq *r)
+{
+    if (r->too_big) {
+        too_big(r);
+        return;
+    }
+    const struct endpoint *e = r->ep ? r->ep : route_of(r);
+    if (e) e->fn(r);
 }
 
 static void on_request(struct http_conn *c, struct http_request *req)
@@ -1281,11 +1297,25 @@ static void on_request(struct http_conn *c, struct http_request *req)
         error(r, 401, "unauthorized", "Authorization: Bearer <token> required");
         return;
     }
+    if (!req->body) {
+        dispatch(r);
+        return;
+    }
+    /* A body follows: what the head decides is answered before it is read
+     * (and before a client that sent Expect: 100-continue sends it). */
+    const struct endpoint *e = route_of(r);
+    if (e == NULL) return; /* answered: r is gone */
+    r->ep = e;
+    size_t max = req->method == HTTP_PUT ? ADMIN_MAX_VALUE : ADMIN_MAX_JSON;
+    if (!req->chunked && req->content_length > max) {
+        req->keep_alive = false; /* not worth reading */
+        too_big(r);
+        return;
+    }
     const struct http_header *ex = http_find(req->msg, "expect", NULL);
-    if (req->body && ex && ex->vlen == 12 &&
-        strncasecmp(ex->value, "100-continue", 12) == 0)
+    if (ex && ex->vlen == 12 && strncasecmp(ex->value, "100-continue", 12) == 0 &&
+        (req->major > 1 || req->minor >= 1)) /* HTTP/1.0 ignores it (RFC 9110 10.1.1) */
         http_conn_write_copy(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    if (!req->body) dispatch(r);
 }
 
 static void on_body(struct http_conn *c, const char *p, size_t n)
@@ -1367,23 +1397,43 @@ static int make_token(struct admin *a, char **err)
     if (a->token == NULL) return -1;
     for (size_t i = 0; i < sizeof raw; i++)
         sprintf(a->token + 2 * i, "%02x", raw[i]);
+    a->token_generated = true;
+    return 0;
+}
+
+/* A generated token goes to admin.token_file once strata listens (a second
+ * strata that fails to start must not replace the running one's token): a
+ * new file made next to it (O_EXCL, never through a symlink, 0600), then
+ * renamed over the path, so nobody holds it open from before and readers see
+ * the old token or the new one, whole. */
+int admin_publish_token(struct admin *a, char **err)
+{
+    if (a == NULL || !a->token_generated) return 0;
     const char *path = a->cfg->admin.token_file;
-    /* A new file, made here: never through a symlink, never a file someone
-     * else created (and may hold open) before strata started. */
-    if (unlink(path) != 0 && errno != ENOENT) {
-        if (asprintf(err, "admin.token_file %s: %s", path, strerror(errno)) < 0)
+    char *tmp = NULL;
+    if (asprintf(&tmp, "%s.XXXXXX", path) < 0) return -1;
+    int fd = mkostemp(tmp, O_CLOEXEC);
+    size_t tl = strlen(a->token);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 &&
+              write(fd, a->token, tl) == (ssize_t)tl && write(fd, "\n", 1) == 1 &&
+              fsync(fd) == 0;
+    int e = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) {
+        ok = false;
+        e = errno;
+    }
+    if (ok && rename(tmp, path) != 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        if (fd >= 0) unlink(tmp);
+        if (asprintf(err, "admin.token_file %s: %s", path, strerror(e)) < 0)
             *err = NULL;
+        free(tmp);
         return -1;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, a->token, 48) != 48 ||
-        write(fd, "\n", 1) != 1) {
-        if (asprintf(err, "admin.token_file %s: %s", path, strerror(errno)) < 0)
-            *err = NULL;
-        if (fd >= 0) close(fd);
-        return -1;
-    }
-    close(fd);
+    free(tmp);
     slog(SLOG_INFO, "msg=\"admin token generated\" token_file=%s", path);
     return 0;
 }

@@ -14,11 +14,14 @@ struct admin;
 
 /* Start the admin listener for the caches of `s` and the proxy `px` (its
  * routes' statistics, explain). `test_clock`: expose POST /_strata/debug/clock.
- * With no admin.token, a token is generated and written (0600) to
- * admin.token_file. Returns NULL with *err set (malloc'd). */
+ * With no admin.token, a token is generated (admin_publish_token writes it). Returns
+ * NULL with *err set (malloc'd). */
 struct proxy;
 struct admin *admin_start(const struct config *cfg, strata *s, struct proxy *px,
                           bool test_clock, char **err);
+/* With a generated token: write it to admin.token_file. Call once every
+ * listener is bound. 0, or -1 with *err set. */
+int admin_publish_token(struct admin *a, char **err);
 void admin_stop(struct admin *a);
 
 #endif

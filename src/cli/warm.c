@@ -6,7 +6,9 @@
  * --endpoints or from --file (one per line; blank lines and # comments
  * skipped; `-` is stdin). Bytes that no request target holds raw (controls,
  * space, bytes >= 0x7f: a line that is not ASCII, or not UTF-8) are
- * percent-encoded, so every URL read is sent and gets a result. They go to
+ * percent-encoded, and so is a '%' that does not start an escape; a line that
+ * is neither a path nor an http:// URL is an error naming its line, before
+ * anything is sent. Every URL sent gets a result. They go to
  * the admin in batches of concurrency * 4 so that a progress bar can advance
  * between batches; the bar is drawn on stderr only when stderr is a terminal.
  * A URL failed when its status is 0 (the fetch itself failed) or 5xx; any
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,9 +47,15 @@ static void urls_fini(struct urls *u)
     memset(u, 0, sizeof *u);
 }
 
+static bool is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
 /* s[0..n) (it may hold NULs) with every byte <= 0x20 or >= 0x7f written
  * %XX: what is left is printable ASCII, valid in a request target and in
- * JSON. '%' itself stays, so an already encoded URL is sent as it is. */
+ * JSON. A '%' that starts an escape stays, so an already encoded URL is sent
+ * as it is; any other '%' is written %25. */
 static char *encode_url(const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -54,7 +63,8 @@ static char *encode_url(const char *s, size_t n)
     if (out == NULL) return NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c > 0x20 && c < 0x7f) {
+        bool escape = c == '%' && i + 2 < n && is_hex(s[i + 1]) && is_hex(s[i + 2]);
+        if (c > 0x20 && c < 0x7f && (c != '%' || escape)) {
             *o++ = (char)c;
         } else {
             *o++ = '%';
@@ -64,6 +74,13 @@ static char *encode_url(const char *s, size_t n)
     }
     *o = 0;
     return out;
+}
+
+/* What the admin's warm takes: a path, or http://HOST[/...]. */
+static bool url_ok(const char *s, size_t n)
+{
+    if (n && s[0] == '/') return true;
+    return n > 7 && strncasecmp(s, "http://", 7) == 0 && s[7] != '/';
 }
 
 static int urls_add(struct urls *u, const char *s, size_t n)
@@ -87,6 +104,7 @@ static int read_file(const char *path, struct urls *u)
     char *line = NULL;
     size_t cap = 0;
     ssize_t n;
+    size_t lineno = 0;
     int rc = CLI_OK;
     while (rc == CLI_OK && (n = getline(&line, &cap, f)) >= 0) {
         const char *s = line;
@@ -96,8 +114,14 @@ static int read_file(const char *path, struct urls *u)
         while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' ' ||
                        s[len - 1] == '\t'))
             len--;
+        lineno++;
         if (len == 0 || s[0] == '#') continue;
-        if (urls_add(u, s, len) != 0) {
+        if (!url_ok(s, len)) {
+            fprintf(stderr,
+                    "strata warm: %s:%zu: not a path (/...) or an http:// URL\n", path,
+                    lineno);
+            rc = CLI_FAIL;
+        } else if (urls_add(u, s, len) != 0) {
             fprintf(stderr, "strata warm: out of memory\n");
             rc = CLI_FAIL;
         }
@@ -127,6 +151,10 @@ static int collect(const struct cli_args *a, struct urls *u)
         }
         return rc;
     }
+    for (size_t i = 0; i < n; i++)
+        if (!url_ok(ep[i], strlen(ep[i])))
+            return cli_usage_error(
+                a, "--endpoints '%s': not a path (/...) or an http:// URL", ep[i]);
     for (size_t i = 0; i < n; i++)
         if (urls_add(u, ep[i], strlen(ep[i])) != 0) {
             fprintf(stderr, "strata warm: out of memory\n");

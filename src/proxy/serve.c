@@ -2720,6 +2720,13 @@ int proxy_serve(const struct config *cfg, char **err)
         admin_stop(adm);
         goto out;
     }
+    if (admin_publish_token(adm, err) != 0) {
+        http_server_stop(px->srv);
+        admin_stop(adm);
+        http_server_free(px->srv);
+        px->srv = NULL;
+        goto out;
+    }
     slog(SLOG_INFO,
          "msg=\"serving\" listen=%s upstream=%s workers=%u cache=%s test_clock=%d",
          cfg->server.listen, cfg->server.upstream, workers, cfg->http.cache,

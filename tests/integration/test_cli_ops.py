@@ -311,6 +311,27 @@ def test_warm_percent_encodes_bytes_a_url_cannot_hold(origin, strata, cli, tmp_p
     assert r.rc == 0 and "1 ok, 0 failed; 1 hit" in r.text, r
 
 
+def test_warm_lone_percent_is_encoded_and_bad_lines_are_named(origin, strata, cli,
+                                                              tmp_path):
+    origin.route("/50%25off", headers=CC60, body=b"x")
+    origin.route("/a%2Fb", headers=CC60, body=b"y")
+    s = strata()
+    r = cli(s, "warm", "--endpoints", "/50%off", "/a%2Fb", "--json")
+    assert r.rc == 0, r
+    assert [x["status"] for x in r.json()] == [200, 200]
+    assert origin.count("/50%25off") == 1 and origin.count("/a%2Fb") == 1
+    f = tmp_path / "urls.txt"
+    f.write_text("/a%2Fb\n# ok\nbad\n/never\n")
+    origin.reset()
+    r = cli(s, "warm", "--file", str(f))
+    assert r.rc == 1, r
+    r.one_error_line("urls.txt:3", "not a path")
+    assert origin.count() == 0  # nothing is sent when a line is wrong
+    r = cli(s, "warm", "--endpoints", "https://x/y")
+    assert r.rc == 2, r
+    r.one_error_line("not a path")
+
+
 def test_warm_missing_file_and_empty_file(strata, cli, tmp_path):
     s = strata()
     r = cli(s, "warm", "--file", str(tmp_path / "nope.txt"))

@@ -211,22 +211,44 @@ def test_admin_answers_expect_100_continue(strata, origin):
                         timeout=5).content == b"abc"
 
 
+def _own_strata(build_dir, tmp_path, name, port, admin_port, up, token_file):
+    """strata serve with no admin.token (the fixture always sets one)."""
+    import subprocess
+    cfg = tmp_path / (name + ".yaml")
+    cfg.write_text('server: {listen: "127.0.0.1:%d", upstream: "http://127.0.0.1:%d"}\n'
+                   'admin: {listen: "127.0.0.1:%d", token_file: "%s"}\n'
+                   % (port, up, admin_port, token_file))
+    return subprocess.Popen([str(build_dir / "strata"), "serve", "-c", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            cwd=str(tmp_path))
+
+
+def _health(admin_port, tok):
+    try:
+        return requests.get("http://127.0.0.1:%d/_strata/health" % admin_port,
+                            headers={"Authorization": "Bearer " + tok},
+                            timeout=5).status_code
+    except requests.ConnectionError:
+        return None
+
+
+def _stop(p):
+    p.terminate()
+    assert p.wait(10) == 0
+    err = p.stderr.read().decode(errors="replace")
+    assert "Sanitizer" not in err and "runtime error" not in err, err
+
+
 def test_generated_token_file_replaces_a_symlink_instead_of_following_it(strata, build_dir,
                                                                          tmp_path):
     """No admin.token: strata makes one and writes it to a new file; a symlink
     planted at token_file is replaced, its target left alone."""
-    import subprocess
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
     link = tmp_path / "tok"
     link.symlink_to(victim)
     port, admin_port, up = strata.ports(3)
-    cfg = tmp_path / "own.yaml"
-    cfg.write_text('server: {listen: "127.0.0.1:%d", upstream: "http://127.0.0.1:%d"}\n'
-                   'admin: {listen: "127.0.0.1:%d", token_file: "%s"}\n'
-                   % (port, up, admin_port, link))
-    p = subprocess.Popen([str(build_dir / "strata"), "serve", "-c", str(cfg)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(tmp_path))
+    p = _own_strata(build_dir, tmp_path, "own", port, admin_port, up, link)
     try:
         _wait(lambda: p.poll() is not None or (link.exists() and not link.is_symlink()
                                                  and link.read_text().endswith("\n")),
@@ -235,17 +257,63 @@ def test_generated_token_file_replaces_a_symlink_instead_of_following_it(strata,
         assert victim.read_text() == "precious\n"
         tok = link.read_text().strip()
         assert len(tok) == 48 and oct(link.stat().st_mode & 0o777) == "0o600"
-
-        def health():
-            try:
-                return requests.get("http://127.0.0.1:%d/_strata/health" % admin_port,
-                                    headers={"Authorization": "Bearer " + tok},
-                                    timeout=5).status_code == 200
-            except requests.ConnectionError:
-                return False
-        _wait(health, "the admin listener")
+        _wait(lambda: _health(admin_port, tok) == 200, "the admin listener")
     finally:
-        p.terminate()
-        assert p.wait(10) == 0
-        err = p.stderr.read().decode(errors="replace")
-        assert "Sanitizer" not in err and "runtime error" not in err, err
+        _stop(p)
+
+
+def test_a_second_strata_that_cannot_start_keeps_the_running_ones_token(strata, build_dir,
+                                                                        tmp_path):
+    tokf = tmp_path / "tok"
+    port, admin_port, up = strata.ports(3)
+    a = _own_strata(build_dir, tmp_path, "a", port, admin_port, up, tokf)
+    try:
+        _wait(lambda: a.poll() is not None or _health(admin_port, "x") == 401, "strata a")
+        _wait(lambda: tokf.exists() and tokf.read_text().endswith("\n"), "a's token")
+        tok = tokf.read_text()
+        b = _own_strata(build_dir, tmp_path, "b", port, admin_port, up, tokf)
+        assert b.wait(20) == 1
+        assert "in use" in b.stderr.read().decode()
+        assert tokf.read_text() == tok
+        assert _health(admin_port, tok.strip()) == 200
+        assert not [f for f in tmp_path.iterdir() if f.name.startswith("tok.")]
+    finally:
+        _stop(a)
+
+
+def test_100_continue_only_for_a_body_strata_will_read(strata, origin):
+    import socket
+    s = strata()
+
+    def head_answer(req):
+        with socket.create_connection(("127.0.0.1", s.admin_port), timeout=10) as c:
+            c.sendall(req.encode())
+            got = b""
+            while b"\r\n\r\n" not in got:
+                d = c.recv(4096)
+                if not d:
+                    break
+                got += d
+            return got
+
+    auth = "Host: 127.0.0.1:%d\r\nAuthorization: Bearer %s\r\n" % (s.admin_port,
+                                                                    ADMIN_TOKEN)
+    big = head_answer("PUT /_strata/caches/default/keys/k HTTP/1.1\r\n" + auth +
+                      "Content-Length: 70000000\r\nExpect: 100-continue\r\n\r\n")
+    assert big.startswith(b"HTTP/1.1 413 "), big
+    nf = head_answer("POST /_strata/nope HTTP/1.1\r\n" + auth + "Content-Type: application/json"
+                     "\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert nf.startswith(b"HTTP/1.1 404 "), nf
+    ct = head_answer("POST /_strata/invalidate HTTP/1.1\r\n" + auth + "Content-Type: text/plain"
+                     "\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    assert ct.startswith(b"HTTP/1.1 415 "), ct
+    with socket.create_connection(("127.0.0.1", s.admin_port), timeout=10) as c:
+        c.sendall(("PUT /_strata/caches/default/keys/k HTTP/1.0\r\n" + auth +
+                   "Content-Length: 3\r\nExpect: 100-continue\r\n\r\nabc").encode())
+        got = b""
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            got += d
+    assert got.startswith(b"HTTP/1.1 200 "), got  # no interim answer for HTTP/1.0
