@@ -165,12 +165,14 @@ strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
         struct config_cache *c = &cc.v[i];
         struct strata_cache *sc = &s->caches[i];
         int e = 0;
+        const char *why = NULL;
         sc->s = s;
         sc->name = strdup(c->name);
         sc->sample_mask = STRATA_SAMPLE_MEMORY - 1;
         sc->m = aligned_alloc(64, (sizeof *sc->m + 63) / 64 * 64);
         if (sc->m) memset(sc->m, 0, sizeof *sc->m);
-        sc->b = sc->name && sc->m ? backend_open(c, &s->clock, &sc->ops, &e) : NULL;
+        sc->b =
+            sc->name && sc->m ? backend_open(c, &s->clock, &sc->ops, &e, &why) : NULL;
         /* Only the memory engine is fast enough for timing to cost. */
         if (sc->b && sc->ops != &backend_memory_ops) sc->sample_mask = 0;
         if (sc->b == NULL) {
@@ -179,9 +181,12 @@ strata *strata_open_caches(const struct config_caches *ccp, char **errmsg)
                 if (e == STRATA_ENOTSUP)
                     *errmsg =
                         fmt("%s:%u: cache '%s': backend %s is not available in "
-                            "this build (only memory is)",
+                            "this build (memory and redis are)",
                             where, c->line, c->name,
                             c->backend == CONFIG_BACKEND_REDIS ? "redis" : "tiered");
+                else if (e == STRATA_ECONFIG)
+                    *errmsg = fmt("%s:%u: cache '%s': url: %s", where, c->line, c->name,
+                                  why ? why : "not valid");
                 else
                     *errmsg = fmt("%s:%u: cache '%s': %s", where, c->line, c->name,
                                   strata_strerror(e ? e : STRATA_ENOMEM));
@@ -418,6 +423,8 @@ long strata_sweep_now(strata *s)
 
 long strata_flight_waiters(strata_cache *c, const void *key, size_t klen)
 {
+    if (c && c->ops == &backend_redis_ops)
+        return backend_redis_flight_waiters(c->b, key, klen);
     if (c == NULL || c->ops != &backend_memory_ops) return -1;
     return engine_flight_waiters(c->b, key, klen);
 }

@@ -33,11 +33,17 @@ struct backend_ops {
 };
 
 /* Open a backend for `cc`. Returns its instance and sets *ops, or NULL with
- * *err a STRATA_E* code. `clock` outlives the backend. */
+ * *err a STRATA_E* code (and *why a static message for STRATA_ECONFIG).
+ * `clock` outlives the backend. */
 void *backend_open(const struct config_cache *cc, const core_clock *clock,
-                   const struct backend_ops **ops, int *err);
+                   const struct backend_ops **ops, int *err, const char **why);
 
 extern const struct backend_ops backend_memory_ops;
+extern const struct backend_ops backend_redis_ops;
+/* redis.c: connects lazily (the first operation), so a Redis that is down
+ * at start is not an error; a bad url is (ECONFIG, *why). */
+void *backend_redis_open(const struct config_cache *cc, int *err, const char **why);
+long backend_redis_flight_waiters(void *b, const void *key, size_t klen); /* tests */
 
 /* Open the caches of an already loaded configuration (strata_open reads the
  * file first; `strata serve` loads the whole file itself). */

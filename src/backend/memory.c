@@ -90,8 +90,13 @@ static enum core_codec codec_of(enum config_codec c)
 }
 
 void *backend_open(const struct config_cache *cc, const core_clock *clock,
-                   const struct backend_ops **ops, int *err)
+                   const struct backend_ops **ops, int *err, const char **why)
 {
+    if (cc->backend == CONFIG_BACKEND_REDIS) {
+        void *b = backend_redis_open(cc, err, why);
+        if (b) *ops = &backend_redis_ops;
+        return b;
+    }
     if (cc->backend != CONFIG_BACKEND_MEMORY) {
         *err = STRATA_ENOTSUP;
         return NULL;

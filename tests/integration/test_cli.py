@@ -70,11 +70,11 @@ def test_check_config_missing_file(strata_cmd, tmp_path):
     assert "nope.yaml" in p.stderr
 
 
-def test_check_config_redis_backend_not_in_this_build(strata_cmd, tmp_path):
-    cfg = tmp_path / "redis.yaml"
+def test_check_config_tiered_backend_not_in_this_build(strata_cmd, tmp_path):
+    cfg = tmp_path / "tiered.yaml"
     cfg.write_text(
         "caches:\n  default: { backend: memory }\n"
-        "  session:\n    backend: redis\n    url: redis://127.0.0.1:6379/2\n"
+        "  session:\n    backend: tiered\n    url: redis://127.0.0.1:6379/2\n"
     )
     p = strata_cmd("check-config", "-c", str(cfg), check=1)
     assert f"{cfg}:3:" in p.stderr
