@@ -44,6 +44,12 @@ extern const struct backend_ops backend_redis_ops;
  * at start is not an error; a bad url is (ECONFIG, *why). */
 void *backend_redis_open(const struct config_cache *cc, int *err, const char **why);
 long backend_redis_flight_waiters(void *b, const void *key, size_t klen); /* tests */
+int backend_redis_get_tags(void *b, const void *key, size_t klen, strata_value **out,
+                           char **tags, size_t *ntags);
+/* tiered.c: L1 memory over L2 redis. */
+extern const struct backend_ops backend_tiered_ops;
+void *backend_tiered_open(const struct config_cache *cc, const core_clock *clock, int *err,
+                          const char **why);
 
 /* Open the caches of an already loaded configuration (strata_open reads the
  * file first; `strata serve` loads the whole file itself). */

@@ -97,6 +97,11 @@ void *backend_open(const struct config_cache *cc, const core_clock *clock,
         if (b) *ops = &backend_redis_ops;
         return b;
     }
+    if (cc->backend == CONFIG_BACKEND_TIERED) {
+        void *b = backend_tiered_open(cc, clock, err, why);
+        if (b) *ops = &backend_tiered_ops;
+        return b;
+    }
     if (cc->backend != CONFIG_BACKEND_MEMORY) {
         *err = STRATA_ENOTSUP;
         return NULL;

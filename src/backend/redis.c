@@ -376,43 +376,69 @@ static char *full_key(struct rb *b, const void *key, size_t klen, size_t *len)
     return k;
 }
 
-/* The value bytes of a stored record, decompressed. */
-static int decode(const char *v, size_t n, strata_value **out)
+/* The value bytes of a stored record, decompressed; with `tags`, its tag
+ * names too ('\0'-terminated each, in one malloc'd buffer; *ntags of them). */
+static int decode(const char *v, size_t n, strata_value **out, char **tags,
+                  size_t *ntags)
 {
     if (n < 5 || v[0] != 'S' || v[1] != '1') return STRATA_EBACKEND;
     unsigned flags = (unsigned char)v[2], codec = (unsigned char)v[3],
              nt = (unsigned char)v[4];
-    size_t pos = 5;
+    size_t pos = 5, tpos = 0;
+    char *tb = NULL;
+    if (tags && (tb = malloc(n + 1)) == NULL) return STRATA_ENOMEM;
     for (unsigned i = 0; i < nt; i++) {
-        if (pos + 2 > n) return STRATA_EBACKEND;
+        if (pos + 2 > n) goto bad;
         size_t tl = ((size_t)(unsigned char)v[pos] << 8) | (unsigned char)v[pos + 1];
+        if (pos + 2 + tl > n) goto bad;
+        if (tb) {
+            memcpy(tb + tpos, v + pos + 2, tl);
+            tb[tpos + tl] = 0;
+            tpos += tl + 1;
+        }
         pos += 2 + tl;
-        if (pos + 1 > n) return STRATA_EBACKEND;
+        if (pos + 1 > n) goto bad;
         pos += 1 + (unsigned char)v[pos];
     }
-    if (pos > n) return STRATA_EBACKEND;
+    if (pos > n) goto bad;
     const char *p = v + pos;
     size_t len = n - pos;
+    strata_value *x;
     if (flags & VF_COMPRESSED) {
         size_t orig = core_compressed_len(p, len);
-        strata_value *x = core_value_alloc(orig);
-        if (x == NULL) return STRATA_ENOMEM;
+        if ((x = core_value_alloc(orig)) == NULL) {
+            free(tb);
+            return STRATA_ENOMEM;
+        }
         if (core_decompress((enum core_codec)codec, p, len,
                             (void *)strata_value_data(x), orig) != 0) {
             strata_value_release(x);
-            return STRATA_EBACKEND;
+            goto bad;
         }
-        *out = x;
-        return STRATA_OK;
+    } else if ((x = core_value_copy(p, len)) == NULL) {
+        free(tb);
+        return STRATA_ENOMEM;
     }
-    *out = core_value_copy(p, len);
-    return *out ? STRATA_OK : STRATA_ENOMEM;
+    *out = x;
+    if (tags) {
+        *tags = tb;
+        *ntags = nt;
+    }
+    return STRATA_OK;
+bad:
+    free(tb);
+    return STRATA_EBACKEND;
 }
 
-static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
+/* A get that also gives the value's tags (the tiered backend fills its L1
+ * with them, so a local tag invalidation reaches the copy). */
+int backend_redis_get_tags(void *bp, const void *key, size_t klen, strata_value **out,
+                           char **tags, size_t *ntags)
 {
     struct rb *b = bp;
     *out = NULL;
+    if (tags) *tags = NULL;
+    if (ntags) *ntags = 0;
     if (key == NULL || klen == 0) return STRATA_EINVAL;
     size_t kl;
     char *k = full_key(b, key, klen, &kl);
@@ -424,7 +450,7 @@ static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
     if (r == NULL) return STRATA_EBACKEND;
     int rc;
     if (r->type == REDIS_REPLY_STRING) {
-        rc = decode(r->str, r->len, out);
+        rc = decode(r->str, r->len, out, tags, ntags);
         if (rc == STRATA_EBACKEND) fail(b, "bad value", "not a strata record");
     } else {
         rc = STRATA_MISS;
@@ -432,6 +458,11 @@ static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
     freeReplyObject(r);
     atomic_fetch_add(rc == STRATA_OK ? &b->hits : &b->misses, 1);
     return rc;
+}
+
+static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
+{
+    return backend_redis_get_tags(bp, key, klen, out, NULL, NULL);
 }
 
 /* The tag sequence now (for a loader's store veto); 0 when unknown. */

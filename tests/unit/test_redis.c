@@ -493,3 +493,63 @@ Test(redis, a_value_that_is_not_stratas_is_an_error_not_a_crash)
     cr_assert_null(v);
     strata_close(s);
 }
+
+/* ---- tiered: L1 memory over L2 redis ---- */
+
+static _Atomic uint64_t fake_ms = 1000;
+
+static uint64_t fake_clock(void *ud)
+{
+    (void)ud;
+    return atomic_load(&fake_ms);
+}
+
+#define TIERED                                                                         \
+    "caches:\n  t: { backend: tiered, url: \"redis://127.0.0.1:%d/0\", l1_ttl: 5s, "   \
+    "ttl: 10m }\n"
+
+Test(redis, tiered_reads_fill_l1_and_l1_staleness_is_bounded_by_l1_ttl)
+{
+    strata *a = open_yaml(TIERED), *b = open_yaml(TIERED); /* two nodes, one Redis */
+    strata_set_clock(b, fake_clock, NULL);
+    strata_cache *ta = strata_cache_get(a, "t"), *tb = strata_cache_get(b, "t");
+    cr_assert_str_eq(strata_cache_backend(ta), "tiered");
+    const char *tags[] = {"p1"};
+    strata_set_opts o = {0, tags, 1};
+    cr_assert_eq(strata_set(ta, "k", 1, "v1", 2, &o), STRATA_OK);
+    cr_assert(exists("strata:t:k:k"), "written through to L2");
+    char buf[8];
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK); /* L2 -> B's L1 */
+    cr_assert_str_eq(buf, "v1");
+    strata_stats st;
+    strata_cache_stats(tb, &st);
+    cr_assert_eq(st.items, 1, "B's L1 holds it");
+    /* A invalidates: gone from L2 and A's L1 at once; B's L1 may serve its
+     * copy until l1_ttl (the bus will tell B at once) */
+    cr_assert_geq(strata_invalidate_tags(ta, tags, 1), 0);
+    cr_assert_eq(get_str(ta, "k", buf, sizeof buf), STRATA_MISS);
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK);
+    atomic_fetch_add(&fake_ms, 5001);
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_MISS, "stale beyond l1_ttl");
+    /* B's own invalidation reaches its L1 at once */
+    cr_assert_eq(strata_set(tb, "j", 1, "x", 1, &o), STRATA_OK);
+    cr_assert_geq(strata_invalidate_tags(tb, tags, 1), 1);
+    cr_assert_eq(get_str(tb, "j", buf, sizeof buf), STRATA_MISS);
+    strata_close(a);
+    strata_close(b);
+}
+
+Test(redis, tiered_serves_l1_while_redis_is_down)
+{
+    strata *s = open_yaml(TIERED);
+    strata_cache *t = strata_cache_get(s, "t");
+    cr_assert_eq(strata_set(t, "k", 1, "v", 1, NULL), STRATA_OK);
+    stop_server();
+    char buf[8];
+    cr_assert_eq(get_str(t, "k", buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(get_str(t, "other", buf, sizeof buf), STRATA_EBACKEND);
+    /* a write that Redis did not take leaves no L1 copy behind */
+    cr_assert_neq(strata_set(t, "k", 1, "w", 1, NULL), STRATA_OK);
+    cr_assert_neq(get_str(t, "k", buf, sizeof buf), STRATA_OK);
+    strata_close(s);
+}
