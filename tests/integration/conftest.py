@@ -75,6 +75,46 @@ def origin():
     o.stop()
 
 
+class RedisServer:
+    """redis-server (Debian's) on a free loopback port, no persistence."""
+
+    def __init__(self):
+        self.port = free_ports(1)[0]
+        self.proc = None
+
+    def start(self):
+        import shutil
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed: run scripts/install-deps")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("redis-server did not start on %d" % self.port)
+            time.sleep(0.01)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d/0" % self.port
+
+
+@pytest.fixture
+def redis_server():
+    """A redis-server for one test, stopped afterwards."""
+    r = RedisServer()
+    r.start()
+    yield r
+    r.stop()
+
+
 def free_ports(n):
     """n distinct free loopback ports (bound together, then released)."""
     socks = []

@@ -1,0 +1,53 @@
+"""Several `strata serve` nodes sharing their HTTP cache through Redis (a
+tiered cache: each node's L1 in memory over the shared L2)."""
+HOST = {"Host": "shop.example"}
+
+
+def _nodes(strata, redis_server, n=2):
+    caches = {"http": {"backend": "tiered", "url": redis_server.url, "l1_ttl": "5s"}}
+    return [strata(caches=caches) for _ in range(n)]
+
+
+def test_a_response_stored_by_one_node_is_a_hit_on_another(strata, origin, redis_server):
+    origin.route("/p", body=b"v1", headers={"Cache-Control": "max-age=60"})
+    a, b = _nodes(strata, redis_server)
+    r = a.get("/p", headers=HOST)
+    assert "stored" in r.headers["Cache-Status"], r.headers
+    r = b.get("/p", headers=HOST)
+    assert r.content == b"v1" and "hit" in r.headers["Cache-Status"], r.headers
+    assert origin.count("/p") == 1
+
+
+def test_an_invalidation_on_one_node_reaches_the_other_within_l1_ttl(strata, origin,
+                                                                      redis_server):
+    origin.route("/p", body=b"v1", headers={"Cache-Control": "max-age=600",
+                                             "Surrogate-Key": "prod"})
+    a, b = _nodes(strata, redis_server)
+    assert a.get("/p", headers=HOST).content == b"v1"
+    assert "hit" in b.get("/p", headers=HOST).headers["Cache-Status"]  # in B's L1 now
+    origin.route("/p", body=b"v2", headers={"Cache-Control": "max-age=600",
+                                             "Surrogate-Key": "prod"})
+    a.invalidate(tags=["prod"])
+    r = a.get("/p", headers=HOST)
+    assert r.content == b"v2" and "fwd=" in r.headers["Cache-Status"]
+    # B may serve its L1 copy for at most l1_ttl ...
+    assert b.get("/p", headers=HOST).content in (b"v1", b"v2")
+    b.advance(5001)
+    # ... and then reads Redis, where A stored v2
+    r = b.get("/p", headers=HOST)
+    assert r.content == b"v2", (r.content, r.headers)
+
+
+def test_redis_down_the_proxy_still_answers(strata, origin, redis_server):
+    origin.route("/p", body=b"v1", headers={"Cache-Control": "max-age=60"})
+    origin.route("/q", body=b"q", headers={"Cache-Control": "max-age=60"})
+    (a,) = _nodes(strata, redis_server, 1)
+    assert a.get("/p", headers=HOST).status_code == 200
+    redis_server.stop()
+    r = a.get("/p", headers=HOST)  # from L1
+    assert r.status_code == 200 and "hit" in r.headers["Cache-Status"]
+    for _ in range(5):  # not cached anywhere: the origin answers, never a 5xx
+        r = a.get("/q", headers=HOST)
+        assert r.status_code == 200 and r.content == b"q"
+    st = a.admin_get("/_strata/stats").json()["caches"]["http"]
+    assert st["errors"] >= 1 and st["backend"] == "tiered"
