@@ -458,6 +458,20 @@ int strata_cache_peek(strata_cache *c, const void *key, size_t klen, strata_valu
     return c->ops->get(c->b, key, klen, out);
 }
 
+int strata_cache_bus_state(strata_cache *c, struct tiered_bus_state *out)
+{
+    if (c == NULL || c->ops != &backend_tiered_ops) return -1;
+    backend_tiered_bus_state(c->b, out);
+    return 0;
+}
+
+void strata_set_bus_timeout(strata *s, int64_t ms)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (s->caches[i].ops == &backend_tiered_ops)
+            backend_tiered_set_bus_timeout(s->caches[i].b, ms);
+}
+
 size_t strata_cache_count(const strata *s)
 {
     return s ? s->n : 0;

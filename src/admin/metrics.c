@@ -41,6 +41,15 @@
     X(M_OP_DURATION, "strata_cache_op_duration_seconds", "histogram", "cache,op",      \
       "Latency of cache operations (get, set and get_or_set on the memory engine "     \
       "are timed one call in 64).")                                                    \
+    X(M_BUS_LAG, "strata_cache_bus_lag_seconds", "gauge", "cache",                     \
+      "Tiered caches: seconds since the invalidation bus was last heard (-1: never).") \
+    X(M_BUS_TRUSTED, "strata_cache_l1_trusted", "gauge", "cache",                      \
+      "Tiered caches: 1 while L1 may answer (bus heard within bus.timeout, nothing "   \
+      "missed), else 0.")                                                              \
+    X(M_STALENESS, "strata_cache_staleness_bound_seconds", "gauge", "cache",           \
+      "Tiered caches: how far L1 may be behind Redis, max(l1_ttl, bus.timeout).")      \
+    X(M_L1_FLUSHES, "strata_cache_l1_flushes_total", "counter", "cache",               \
+      "Tiered caches: L1 flushes because the bus may have missed invalidations.")      \
     X(M_HTTP_REQUESTS, "strata_http_requests_total", "counter", "route,cache_result",  \
       "Proxy requests by route and how the cache answered them.")                      \
     X(M_HTTP_DURATION, "strata_http_request_duration_seconds", "histogram", "route",   \
@@ -176,6 +185,19 @@ static void cache_family(struct sbuf *b, int id, strata *s)
         case M_MAX_BYTES:
             v = st.max_bytes;
             break;
+        case M_BUS_LAG:
+        case M_BUS_TRUSTED:
+        case M_STALENESS:
+        case M_L1_FLUSHES: {
+            struct tiered_bus_state bs;
+            if (strata_cache_bus_state(c, &bs) != 0) continue;
+            double x = id == M_BUS_LAG ? (bs.lag_ms < 0 ? -1 : (double)bs.lag_ms / 1e3)
+                       : id == M_BUS_TRUSTED ? (bs.trusted ? 1 : 0)
+                       : id == M_STALENESS   ? (double)bs.staleness_bound_ms / 1e3
+                                             : (double)bs.flushes;
+            sample(b, name, "", lv, NULL, x);
+            continue;
+        }
         case M_INVALIDATIONS:
         case M_OP_DURATION: {
             struct strata_cache_metrics cm;
@@ -246,11 +268,21 @@ static void http_family(struct sbuf *b, int id, struct proxy *px)
     }
 }
 
+static bool any_tiered(strata *s)
+{
+    struct tiered_bus_state bs;
+    for (size_t i = 0; i < strata_cache_count(s); i++)
+        if (strata_cache_bus_state(strata_cache_at(s, i), &bs) == 0) return true;
+    return false;
+}
+
 void metrics_render(struct sbuf *b, strata *s, struct proxy *px, double uptime_s)
 {
     for (int id = 0; id < M_N; id++) {
         bool http = id >= M_HTTP_REQUESTS && id <= M_UP_DURATION;
         if (http && px == NULL) continue;
+        if (id >= M_BUS_LAG && id <= M_L1_FLUSHES && !any_tiered(s))
+            continue; /* a family without samples says nothing */
         sb_fmt(b, "# HELP %s %s\n# TYPE %s %s\n", table[id].name, table[id].help,
                table[id].name, table[id].type);
         if (id == M_UPTIME) {

@@ -46,10 +46,31 @@ void *backend_redis_open(const struct config_cache *cc, int *err, const char **w
 long backend_redis_flight_waiters(void *b, const void *key, size_t klen); /* tests */
 int backend_redis_get_tags(void *b, const void *key, size_t klen, strata_value **out,
                            char **tags, size_t *ntags);
+/* For the bus: a command through the pool (a redisReply *, NULL on error;
+ * freeReplyObject it), a dedicated connection (a redisContext *) whose
+ * commands may take `timeout_ms`, the key prefix, the command timeout. */
+void *backend_redis_command(void *b, int argc, const char **argv, const size_t *lens);
+void *backend_redis_connect(void *b, int64_t timeout_ms);
+const char *backend_redis_prefix(void *b);
+int64_t backend_redis_command_timeout_ms(void *b);
 /* tiered.c: L1 memory over L2 redis. */
 extern const struct backend_ops backend_tiered_ops;
-void *backend_tiered_open(const struct config_cache *cc, const core_clock *clock, int *err,
-                          const char **why);
+void *backend_tiered_open(const struct config_cache *cc, const core_clock *clock,
+                          int *err, const char **why);
+/* bus.timeout (default 5s) of every tiered cache of `s`. */
+void strata_set_bus_timeout(strata *s, int64_t ms);
+void backend_tiered_set_bus_timeout(void *b, int64_t ms);
+/* The bus' view (metrics, tests): ms since the last message heard (-1:
+ * never), whether L1 is trusted, how many times L1 was flushed. */
+struct tiered_bus_state {
+    int64_t lag_ms;
+    bool trusted;
+    uint64_t flushes, applied;
+    int64_t staleness_bound_ms; /* max(l1_ttl, bus.timeout) */
+};
+void backend_tiered_bus_state(void *b, struct tiered_bus_state *out);
+/* The same for a cache of strata: 0, or -1 when it is not tiered. */
+int strata_cache_bus_state(strata_cache *c, struct tiered_bus_state *out);
 
 /* Open the caches of an already loaded configuration (strata_open reads the
  * file first; `strata serve` loads the whole file itself). */

@@ -822,6 +822,51 @@ static void rb_close(void *bp)
     free(b);
 }
 
+/* ---- for the tiered backend's invalidation bus ---- */
+
+void *backend_redis_command(void *bp, int argc, const char **argv, const size_t *lens)
+{
+    struct rb *b = bp;
+    redisReply *r = run(b, argc, argv, lens);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        fail(b, "command error", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+void *backend_redis_connect(void *bp, int64_t timeout_ms)
+{
+    struct rb *b = bp;
+    redisContext *c = redisConnectWithTimeout(b->host, b->port, b->connect_to);
+    if (c == NULL || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    struct timeval save = b->command_to;
+    if (setup(b, c) != 0) {
+        redisFree(c);
+        return NULL;
+    }
+    struct timeval tv = {(time_t)(timeout_ms / 1000),
+                         (suseconds_t)(timeout_ms % 1000) * 1000};
+    (void)save;
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+const char *backend_redis_prefix(void *bp)
+{
+    return ((struct rb *)bp)->kpre; /* "{prefix}:{cache}:k:" */
+}
+
+int64_t backend_redis_command_timeout_ms(void *bp)
+{
+    struct rb *b = bp;
+    return (int64_t)b->command_to.tv_sec * 1000 + b->command_to.tv_usec / 1000;
+}
+
 long backend_redis_flight_waiters(void *bp, const void *key, size_t klen)
 {
     struct rb *b = bp;

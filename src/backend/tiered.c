@@ -5,22 +5,96 @@
  * Reads try L1, then L2; an L2 hit fills L1 with the value and its tags for
  * at most l1_ttl. Writes and invalidations go to L2 first, then L1. So a
  * node's L1 never serves a value longer than l1_ttl after another node
- * changed it in L2 (the invalidation bus, which tells every node at once, is
- * the next step of issue 5); its own changes are seen at once.
+ * changed it in L2, and normally much sooner: every invalidation is also
+ * published on the bus, and every node applies what it hears to its L1.
+ *
+ * The bus (DESIGN "Multi-node") is the Stream {prefix}:bus: entries
+ * `node <id> cache <name> op <del|pattern|tags|all|hb> arg <bytes>`, trimmed
+ * to about BUS_MAXLEN entries. A thread per tiered cache publishes a
+ * heartbeat every second and reads the stream (XREAD BLOCK) on a connection
+ * of its own. While it has heard the bus within bus.timeout and has missed
+ * nothing, L1 is trusted; otherwise reads skip L1 (they go to Redis) until
+ * the bus is back, and if the stream no longer holds the last entry the node
+ * read (trimmed, or Redis restarted empty), the node cannot know what it
+ * missed and flushes its L1. So what a node's L1 serves is at most
+ * max(l1_ttl, bus.timeout) behind Redis.
  */
+#define _GNU_SOURCE
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 #include "backend/backend.h"
+#include "core/log.h"
+
+#define BUS_MAXLEN "100000"
+#define BUS_BLOCK_MS 500
+#define BUS_HEARTBEAT_MS 1000
 
 struct tb {
     engine *l1;
     void *l2;
+    char *name;
     int64_t l1_ttl_ms; /* > 0 */
     int64_t ttl_ms;    /* the cache's default TTL (for L2) */
     _Atomic uint64_t hits, misses;
+    /* the bus */
+    char node[17];
+    char *stream;
+    _Atomic int64_t bus_timeout_ms;
+    _Atomic int64_t heard_ms; /* monotonic ms of the last entry read; 0: never */
+    _Atomic bool gap;         /* missed entries: L1 untrusted until flushed */
+    _Atomic uint64_t flushes, applied;
+    _Atomic bool stop;
+    pthread_t thread;
+    bool thread_on;
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* L1 may answer: the bus was heard within bus.timeout, nothing missed. */
+static bool l1_trusted(struct tb *b)
+{
+    int64_t h = atomic_load_explicit(&b->heard_ms, memory_order_relaxed);
+    return h && !atomic_load_explicit(&b->gap, memory_order_relaxed) &&
+           mono_ms() - h <
+               atomic_load_explicit(&b->bus_timeout_ms, memory_order_relaxed);
+}
+
+/* Tell the other nodes (best effort: when Redis is down, their L1 copies
+ * run out within l1_ttl, and their bus goes silent too). */
+static void publish(struct tb *b, const char *op, const char *arg, size_t alen)
+{
+    const char *av[] = {"XADD",  b->stream, "MAXLEN", "~",  BUS_MAXLEN, "*",   "node",
+                        b->node, "cache",   b->name,  "op", op,         "arg", arg};
+    size_t ln[] = {4,
+                   strlen(b->stream),
+                   6,
+                   1,
+                   strlen(BUS_MAXLEN),
+                   1,
+                   4,
+                   strlen(b->node),
+                   5,
+                   strlen(b->name),
+                   2,
+                   strlen(op),
+                   3,
+                   alen};
+    redisReply *r = backend_redis_command(b->l2, 14, av, ln);
+    if (r) freeReplyObject(r);
+}
 
 /* L1's TTL for a value whose L2 TTL is `ttl` (0: the cache's default). */
 static int64_t l1_ttl(const struct tb *b, int64_t ttl)
@@ -32,7 +106,8 @@ static int64_t l1_ttl(const struct tb *b, int64_t ttl)
 static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
 {
     struct tb *b = bp;
-    int rc = engine_get(b->l1, key, klen, out);
+    bool trusted = l1_trusted(b);
+    int rc = trusted ? engine_get(b->l1, key, klen, out) : STRATA_MISS;
     if (rc != STRATA_MISS) {
         if (rc == STRATA_OK) atomic_fetch_add(&b->hits, 1);
         return rc;
@@ -40,7 +115,9 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
     char *tagbuf = NULL;
     size_t nt = 0;
     rc = backend_redis_get_tags(b->l2, key, klen, out, &tagbuf, &nt);
-    if (rc == STRATA_OK) {
+    if (rc == STRATA_OK && !trusted) {
+        atomic_fetch_add(&b->hits, 1);
+    } else if (rc == STRATA_OK) {
         const char *tags[256];
         const char *t = tagbuf;
         for (size_t i = 0; i < nt && i < 256; i++) {
@@ -80,6 +157,7 @@ static int t_del(void *bp, const void *key, size_t klen)
     struct tb *b = bp;
     int rc = backend_redis_ops.del(b->l2, key, klen);
     int r1 = engine_delete(b->l1, key, klen);
+    publish(b, "del", key, klen);
     return rc == STRATA_MISS && r1 == STRATA_OK ? STRATA_OK : rc;
 }
 
@@ -87,7 +165,7 @@ static int t_get_or_set(void *bp, const void *key, size_t klen, strata_loader lo
                         void *ud, const strata_set_opts *opts, strata_value **out)
 {
     struct tb *b = bp;
-    int rc = engine_get(b->l1, key, klen, out);
+    int rc = l1_trusted(b) ? engine_get(b->l1, key, klen, out) : STRATA_MISS;
     if (rc == STRATA_OK) {
         atomic_fetch_add(&b->hits, 1);
         return rc;
@@ -103,6 +181,7 @@ static long t_pattern(void *bp, const char *glob)
     struct tb *b = bp;
     long n = backend_redis_ops.invalidate_pattern(b->l2, glob);
     long n1 = engine_invalidate_pattern(b->l1, glob);
+    if (n >= 0 || n1 >= 0) publish(b, "pattern", glob, strlen(glob));
     (void)n1;
     return n; /* what left Redis (or its error) */
 }
@@ -112,6 +191,20 @@ static long t_tags(void *bp, const char *const *tags, size_t n)
     struct tb *b = bp;
     long r = backend_redis_ops.invalidate_tags(b->l2, tags, n);
     long r1 = engine_invalidate_tags(b->l1, tags, n);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(tags[i]) + 1;
+    char *arg = malloc(len + 1), *o = arg;
+    if (arg && n) {
+        for (size_t i = 0; i < n; i++) {
+            size_t tl = strlen(tags[i]);
+            memcpy(o, tags[i], tl);
+            o[tl] = '\n';
+            o += tl + 1;
+        }
+        publish(b, "tags", arg, len - 1);
+    }
+    free(arg);
     return r < 0 ? r : r1; /* L1 can count the copies it holds */
 }
 
@@ -120,6 +213,7 @@ static int t_clear(void *bp)
     struct tb *b = bp;
     int rc = backend_redis_ops.clear(b->l2);
     engine_clear(b->l1);
+    publish(b, "all", "", 0);
     return rc;
 }
 
@@ -151,9 +245,188 @@ static void t_close(void *bp)
 {
     struct tb *b = bp;
     if (b == NULL) return;
+    if (b->thread_on) {
+        atomic_store(&b->stop, true);
+        pthread_join(b->thread, NULL);
+    }
+    free(b->stream);
+    free(b->name);
     if (b->l1) engine_free(b->l1);
     if (b->l2) backend_redis_ops.close(b->l2);
     free(b);
+}
+
+/* ------------------------------------------------------------- the bus */
+
+struct sid {
+    uint64_t ms, seq;
+};
+
+static bool sid_parse(const char *s, struct sid *o)
+{
+    char *e;
+    o->ms = strtoull(s, &e, 10);
+    if (*e != '-') return false;
+    o->seq = strtoull(e + 1, &e, 10);
+    return *e == 0;
+}
+
+static int sid_cmp(const struct sid *a, const struct sid *b)
+{
+    if (a->ms != b->ms) return a->ms < b->ms ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+/* The id of the stream's first (or last) entry into out; false when the
+ * stream is empty or missing, or on error (*err). */
+static bool end_id(redisContext *c, struct tb *b, bool last, char *out, size_t cap,
+                   bool *err)
+{
+    redisReply *r = last ? redisCommand(c, "XREVRANGE %s + - COUNT 1", b->stream)
+                         : redisCommand(c, "XRANGE %s - + COUNT 1", b->stream);
+    *err = r == NULL || r->type == REDIS_REPLY_ERROR;
+    bool found = !*err && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+                 r->element[0]->type == REDIS_REPLY_ARRAY &&
+                 r->element[0]->elements == 2;
+    if (found) snprintf(out, cap, "%s", r->element[0]->element[0]->str);
+    if (r) freeReplyObject(r);
+    return found;
+}
+
+static void apply(struct tb *b, const redisReply *f)
+{
+    const redisReply *node = NULL, *cache = NULL, *op = NULL, *arg = NULL;
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const char *k = f->element[i]->str;
+        const redisReply *v = f->element[i + 1];
+        if (strcmp(k, "node") == 0) node = v;
+        if (strcmp(k, "cache") == 0) cache = v;
+        if (strcmp(k, "op") == 0) op = v;
+        if (strcmp(k, "arg") == 0) arg = v;
+    }
+    if (!node || !cache || !op || !arg || strcmp(node->str, b->node) == 0 ||
+        strcmp(cache->str, b->name) != 0 || strcmp(op->str, "hb") == 0)
+        return;
+    if (strcmp(op->str, "del") == 0) {
+        engine_delete(b->l1, arg->str, arg->len);
+    } else if (strcmp(op->str, "pattern") == 0) {
+        engine_invalidate_pattern(b->l1, arg->str);
+    } else if (strcmp(op->str, "all") == 0) {
+        engine_clear(b->l1);
+    } else if (strcmp(op->str, "tags") == 0) {
+        char *copy = strndup(arg->str, arg->len);
+        const char *tags[ENGINE_TAGS_MAX];
+        size_t n = 0;
+        for (char *save = NULL, *t = copy ? strtok_r(copy, "\n", &save) : NULL; t;
+             t = strtok_r(NULL, "\n", &save)) {
+            tags[n++] = t;
+            if (n == ENGINE_TAGS_MAX) {
+                engine_invalidate_tags(b->l1, tags, n);
+                n = 0;
+            }
+        }
+        if (n) engine_invalidate_tags(b->l1, tags, n);
+        free(copy);
+    } else {
+        return;
+    }
+    atomic_fetch_add(&b->applied, 1);
+}
+
+static void flush_l1(struct tb *b, const char *why)
+{
+    engine_clear(b->l1);
+    atomic_fetch_add(&b->flushes, 1);
+    slog(SLOG_WARN,
+         "msg=\"L1 flushed: the bus may have missed invalidations\" cache=%s why=%s",
+         b->name, why);
+}
+
+static void nap_ms(struct tb *b, int64_t ms)
+{
+    for (int64_t t = 0; t < ms && !atomic_load(&b->stop); t += 20) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void *bus_main(void *arg)
+{
+    struct tb *b = arg;
+    redisContext *c = NULL;
+    char last[64] = "", id[64];
+    int64_t last_hb = 0, backoff = 100;
+    int64_t to = BUS_BLOCK_MS + backend_redis_command_timeout_ms(b->l2) + 500;
+    while (!atomic_load(&b->stop)) {
+        if (c == NULL && (c = backend_redis_connect(b->l2, to)) == NULL) {
+            nap_ms(b, backoff);
+            backoff = backoff < 2000 ? backoff * 2 : 2000;
+            continue;
+        }
+        backoff = 100;
+        bool err = false;
+        /* Where to read from: the newest entry at start; later, check that
+         * the stream still holds the last entry read (else: flush). */
+        if (last[0] == 0) {
+            if (!end_id(c, b, true, last, sizeof last, &err))
+                snprintf(last, sizeof last, "0-0");
+        } else {
+            struct sid first, mine;
+            bool have = end_id(c, b, false, id, sizeof id, &err);
+            if (!err && sid_parse(last, &mine) && (mine.ms || mine.seq) &&
+                (!have || (sid_parse(id, &first) && sid_cmp(&first, &mine) > 0))) {
+                flush_l1(b, have ? "trimmed" : "stream gone");
+                if (!end_id(c, b, true, last, sizeof last, &err))
+                    snprintf(last, sizeof last, "0-0");
+            }
+        }
+        int64_t now = mono_ms();
+        if (!err && now - last_hb >= BUS_HEARTBEAT_MS) {
+            redisReply *r =
+                redisCommand(c, "XADD %s MAXLEN ~ %s * node %s cache %s op hb arg x",
+                             b->stream, BUS_MAXLEN, b->node, b->name);
+            err = r == NULL || r->type == REDIS_REPLY_ERROR;
+            if (r) freeReplyObject(r);
+            last_hb = now;
+        }
+        redisReply *r = err ? NULL
+                            : redisCommand(c, "XREAD COUNT 1000 BLOCK %d STREAMS %s %s",
+                                           BUS_BLOCK_MS, b->stream, last);
+        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+            if (r) freeReplyObject(r);
+            redisFree(c);
+            c = NULL;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
+            const redisReply *entries = r->element[0]->element[1];
+            for (size_t i = 0; i < entries->elements; i++) {
+                const redisReply *e = entries->element[i];
+                snprintf(last, sizeof last, "%s", e->element[0]->str);
+                apply(b, e->element[1]);
+            }
+            if (entries->elements) atomic_store(&b->heard_ms, mono_ms());
+        }
+        freeReplyObject(r);
+    }
+    if (c) redisFree(c);
+    return NULL;
+}
+
+void backend_tiered_set_bus_timeout(void *bp, int64_t ms)
+{
+    atomic_store(&((struct tb *)bp)->bus_timeout_ms, ms > 0 ? ms : 5000);
+}
+
+void backend_tiered_bus_state(void *bp, struct tiered_bus_state *out)
+{
+    struct tb *b = bp;
+    int64_t h = atomic_load(&b->heard_ms), bt = atomic_load(&b->bus_timeout_ms);
+    out->lag_ms = h ? mono_ms() - h : -1;
+    out->trusted = l1_trusted(b);
+    out->flushes = atomic_load(&b->flushes);
+    out->applied = atomic_load(&b->applied);
+    out->staleness_bound_ms = b->l1_ttl_ms > bt ? b->l1_ttl_ms : bt;
 }
 
 const struct backend_ops backend_tiered_ops = {
@@ -181,9 +454,25 @@ void *backend_tiered_open(const struct config_cache *cc, const core_clock *clock
     }
     b->l1_ttl_ms = cc->l1_ttl_ms > 0 ? cc->l1_ttl_ms : 5000;
     b->ttl_ms = cc->ttl_ms;
+    atomic_store(&b->bus_timeout_ms, 5000);
     b->l2 = backend_redis_open(cc, err, why);
     if (b->l2 == NULL) {
         free(b);
+        return NULL;
+    }
+    unsigned char rnd[8] = {0};
+    if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd) {
+        uint64_t t = (uint64_t)mono_ms() ^ (uint64_t)(uintptr_t)b;
+        memcpy(rnd, &t, sizeof rnd);
+    }
+    for (int i = 0; i < 8; i++)
+        sprintf(b->node + 2 * i, "%02x", rnd[i]);
+    b->name = strdup(cc->name);
+    if (asprintf(&b->stream, "%s:bus", cc->key_prefix ? cc->key_prefix : "strata") < 0)
+        b->stream = NULL;
+    if (b->name == NULL || b->stream == NULL) {
+        t_close(b);
+        *err = STRATA_ENOMEM;
         return NULL;
     }
     engine_conf ec = {
@@ -201,5 +490,11 @@ void *backend_tiered_open(const struct config_cache *cc, const core_clock *clock
         *err = STRATA_ENOMEM;
         return NULL;
     }
+    if (pthread_create(&b->thread, NULL, bus_main, b) != 0) {
+        t_close(b);
+        *err = STRATA_ENOMEM;
+        return NULL;
+    }
+    b->thread_on = true;
     return b;
 }

@@ -2677,6 +2677,7 @@ int proxy_serve(const struct config *cfg, char **err)
     const char *tc = getenv("STRATA_TEST_CLOCK");
     bool test_clock = tc && strcmp(tc, "1") == 0;
     if (test_clock) strata_set_clock(px->s, proxy_clock_fn, NULL);
+    strata_set_bus_timeout(px->s, cfg->bus.timeout_ms);
     if (open_access_log(px, cfg->server.access_log, err) != 0) goto out;
 
     unsigned workers = cfg->server.workers;

@@ -508,45 +508,116 @@ static uint64_t fake_clock(void *ud)
     "caches:\n  t: { backend: tiered, url: \"redis://127.0.0.1:%d/0\", l1_ttl: 5s, "   \
     "ttl: 10m }\n"
 
-Test(redis, tiered_reads_fill_l1_and_l1_staleness_is_bounded_by_l1_ttl)
+static void wait_trusted(strata_cache *c, bool want)
+{
+    struct tiered_bus_state bs;
+    uint64_t t0 = mono_ms();
+    for (;;) {
+        cr_assert_eq(strata_cache_bus_state(c, &bs), 0);
+        if (bs.trusted == want) return;
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS, "L1 trusted is not %d", want);
+        nap();
+    }
+}
+
+static uint64_t l1_items(strata_cache *c)
+{
+    strata_stats st;
+    strata_cache_stats(c, &st);
+    return st.items;
+}
+
+Test(redis, tiered_l1_without_news_is_bounded_by_l1_ttl)
 {
     strata *a = open_yaml(TIERED), *b = open_yaml(TIERED); /* two nodes, one Redis */
     strata_set_clock(b, fake_clock, NULL);
     strata_cache *ta = strata_cache_get(a, "t"), *tb = strata_cache_get(b, "t");
     cr_assert_str_eq(strata_cache_backend(ta), "tiered");
-    const char *tags[] = {"p1"};
-    strata_set_opts o = {0, tags, 1};
-    cr_assert_eq(strata_set(ta, "k", 1, "v1", 2, &o), STRATA_OK);
+    wait_trusted(tb, true);
+    cr_assert_eq(strata_set(ta, "k", 1, "v1", 2, NULL), STRATA_OK);
     cr_assert(exists("strata:t:k:k"), "written through to L2");
     char buf[8];
     cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK); /* L2 -> B's L1 */
     cr_assert_str_eq(buf, "v1");
-    strata_stats st;
-    strata_cache_stats(tb, &st);
-    cr_assert_eq(st.items, 1, "B's L1 holds it");
-    /* A invalidates: gone from L2 and A's L1 at once; B's L1 may serve its
-     * copy until l1_ttl (the bus will tell B at once) */
-    cr_assert_geq(strata_invalidate_tags(ta, tags, 1), 0);
-    cr_assert_eq(get_str(ta, "k", buf, sizeof buf), STRATA_MISS);
+    cr_assert_eq(l1_items(tb), 1, "B's L1 holds it");
+    /* removed behind strata's back (no bus message): B's L1 serves its copy
+     * until l1_ttl, then reads Redis */
+    redisReply *r = rcmd("DEL %s", "strata:t:k:k");
+    freeReplyObject(r);
     cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK);
     atomic_fetch_add(&fake_ms, 5001);
     cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_MISS, "stale beyond l1_ttl");
-    /* B's own invalidation reaches its L1 at once */
-    cr_assert_eq(strata_set(tb, "j", 1, "x", 1, &o), STRATA_OK);
-    cr_assert_geq(strata_invalidate_tags(tb, tags, 1), 1);
-    cr_assert_eq(get_str(tb, "j", buf, sizeof buf), STRATA_MISS);
     strata_close(a);
     strata_close(b);
+}
+
+Test(redis, tiered_invalidations_reach_other_nodes_through_the_bus)
+{
+    strata *a = open_yaml(TIERED), *b = open_yaml(TIERED);
+    strata_cache *ta = strata_cache_get(a, "t"), *tb = strata_cache_get(b, "t");
+    wait_trusted(tb, true);
+    const char *tags[] = {"p1"};
+    strata_set_opts o = {0, tags, 1};
+    char buf[8];
+    const char *keys[] = {"k1", "k2", "k3", "k4"};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(strata_set(ta, keys[i], 2, "v", 1, i == 0 ? &o : NULL), STRATA_OK);
+        cr_assert_eq(get_str(tb, keys[i], buf, sizeof buf), STRATA_OK);
+    }
+    cr_assert_eq(l1_items(tb), 4);
+    struct tiered_bus_state bs;
+    cr_assert_geq(strata_invalidate_tags(ta, tags, 1), 0); /* k1 */
+    cr_assert_eq(strata_delete(ta, "k2", 2), STRATA_OK);
+    cr_assert_eq(strata_invalidate_pattern(ta, "k[3]"), 1);
+    uint64_t t0 = mono_ms();
+    while (l1_items(tb) > 1) { /* B's copies go as the messages arrive */
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS, "B's L1 still holds %lu",
+                     (unsigned long)l1_items(tb));
+        nap();
+    }
+    cr_assert_eq(strata_cache_bus_state(tb, &bs), 0);
+    cr_assert_geq(bs.applied, 3);
+    cr_assert_eq(bs.staleness_bound_ms, 5000);
+    cr_assert_eq(strata_clear(ta), STRATA_OK);
+    t0 = mono_ms();
+    while (l1_items(tb) > 0) {
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS, "clear did not reach B");
+        nap();
+    }
+    strata_close(a);
+    strata_close(b);
+}
+
+Test(redis, tiered_a_silent_bus_stops_l1_and_a_gap_flushes_it)
+{
+    strata *s = open_yaml(TIERED);
+    strata_set_bus_timeout(s, 300);
+    strata_cache *t = strata_cache_get(s, "t");
+    wait_trusted(t, true);
+    cr_assert_eq(strata_set(t, "k", 1, "v", 1, NULL), STRATA_OK);
+    stop_server();
+    char buf[8];
+    wait_trusted(t, false); /* the bus is silent for bus.timeout */
+    cr_assert_eq(get_str(t, "k", buf, sizeof buf), STRATA_EBACKEND,
+                 "an untrusted L1 does not answer");
+    start_server(); /* empty: whatever was published meanwhile is lost */
+    wait_trusted(t, true);
+    struct tiered_bus_state bs;
+    cr_assert_eq(strata_cache_bus_state(t, &bs), 0);
+    cr_assert_geq(bs.flushes, 1);
+    cr_assert_eq(l1_items(t), 0, "L1 was flushed");
+    strata_close(s);
 }
 
 Test(redis, tiered_serves_l1_while_redis_is_down)
 {
     strata *s = open_yaml(TIERED);
     strata_cache *t = strata_cache_get(s, "t");
+    wait_trusted(t, true);
     cr_assert_eq(strata_set(t, "k", 1, "v", 1, NULL), STRATA_OK);
     stop_server();
     char buf[8];
-    cr_assert_eq(get_str(t, "k", buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(get_str(t, "k", buf, sizeof buf), STRATA_OK); /* within bus.timeout */
     cr_assert_eq(get_str(t, "other", buf, sizeof buf), STRATA_EBACKEND);
     /* a write that Redis did not take leaves no L1 copy behind */
     cr_assert_neq(strata_set(t, "k", 1, "w", 1, NULL), STRATA_OK);

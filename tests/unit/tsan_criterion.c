@@ -3,6 +3,9 @@
  * Linked into every unit test of a TSan build (CMakeLists.txt); empty
  * otherwise.
  */
+/* libhiredis.pc adds -D_FILE_OFFSET_BITS=64, which renames mmap to mmap64 and
+ * would clash with the interceptor below. */
+#undef _FILE_OFFSET_BITS
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
