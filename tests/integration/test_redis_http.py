@@ -51,3 +51,22 @@ def test_redis_down_the_proxy_still_answers(strata, origin, redis_server):
         assert r.status_code == 200 and r.content == b"q"
     st = a.admin_get("/_strata/stats").json()["caches"]["http"]
     assert st["errors"] >= 1 and st["backend"] == "tiered"
+
+
+def test_a_purge_on_one_node_reaches_the_others_l1_through_the_bus(strata, origin,
+                                                                    redis_server):
+    import time
+    origin.route("/p", body=b"v1", headers={"Cache-Control": "max-age=600"})
+    a, b, c = _nodes(strata, redis_server, 3)
+    assert a.get("/p", headers=HOST).content == b"v1"
+    for n in (b, c):
+        assert "hit" in n.get("/p", headers=HOST).headers["Cache-Status"]  # in their L1
+    origin.route("/p", body=b"v2", headers={"Cache-Control": "max-age=600"})
+    assert a.purge("/p", headers=HOST).status_code == 200
+    assert a.get("/p", headers=HOST).content == b"v2"
+    deadline = time.monotonic() + 10  # no clock moved: only the bus can tell B and C
+    for n in (b, c):
+        while n.get("/p", headers=HOST).content != b"v2":
+            assert time.monotonic() < deadline, "the purge did not reach a node"
+            time.sleep(0.01)
+    assert origin.count("/p") == 2
