@@ -70,3 +70,57 @@ def test_a_purge_on_one_node_reaches_the_others_l1_through_the_bus(strata, origi
             assert time.monotonic() < deadline, "the purge did not reach a node"
             time.sleep(0.01)
     assert origin.count("/p") == 2
+
+
+def test_redis_killed_under_load_no_5xx_and_recovery(strata, origin, redis_server):
+    """Clients keep asking while Redis dies and comes back: every answer is a
+    200 (L1, or the origin), and the shared cache works again afterwards."""
+    import threading
+    import time
+    import redis as redis_py
+    import requests
+    for i in range(20):
+        origin.route("/l/%d" % i, body=b"x%d" % i, headers={"Cache-Control": "max-age=600"})
+    (a,) = _nodes(strata, redis_server, 1)
+    bad, answered, done = [], [0], threading.Event()
+
+    def load():
+        sess = requests.Session()
+        i = 0
+        while not done.is_set():
+            try:
+                r = sess.get(a.url + "/l/%d" % (i % 20), headers=HOST, timeout=10)
+                if r.status_code != 200:
+                    bad.append(r.status_code)
+            except requests.RequestException as e:  # a refused or broken connection
+                bad.append(repr(e))
+            answered[0] += 1
+            i += 1
+
+    def wait(pred, what):
+        deadline = time.monotonic() + 10
+        while not pred():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    def errors():
+        return a.admin_get("/_strata/stats").json()["caches"]["http"]["errors"]
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        wait(lambda: answered[0] >= 100, "load with Redis up")
+        redis_server.stop()
+        e0, n0 = errors(), answered[0]
+        wait(lambda: errors() > e0 and answered[0] >= n0 + 100, "load with Redis down")
+        redis_server.start()  # same port, empty
+        r = redis_py.Redis(port=redis_server.port)
+        # the shared cache works again: a response is stored in Redis
+        wait(lambda: a.get("/l/0", headers=HOST) is not None
+             and r.exists("strata:http:k:h:shop.example/l/0"), "recovery")
+    finally:
+        done.set()
+        for t in threads:
+            t.join(20)
+    assert bad == [], bad[:10]
