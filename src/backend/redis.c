@@ -128,6 +128,15 @@ struct rb {
     size_t kpre_len;
     char *host, *user, *pass;
     int port, db;
+    /* redis-sentinel://: the sentinels, the master's name, and the master
+     * they named last (host/port above; `resolved` false: ask again) */
+    bool sentinel, resolved;
+    char *master;
+    struct {
+        char *host;
+        int port;
+    } sent[8];
+    int nsent;
     struct timeval connect_to, command_to;
     int64_t ttl_ms, loader_timeout_ms;
     enum core_codec codec;
@@ -161,13 +170,48 @@ static void script_init(struct script *s, const char *src)
 
 /* ---------------------------------------------------------------- the URL */
 
-/* redis://[user:pass@]host:port[/db]. 0, or -1 with *why. */
+/* "host:port" or "[v6]:port" from p to end into *host, *port (default
+ * `dport`). 0, or -1 with *why. */
+static int host_port(const char *p, const char *end, char **host, int *port, int dport,
+                     const char **why)
+{
+    const char *colon = NULL;
+    if (*p == '[') { /* [v6]:port */
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (rb == NULL) return *why = "bad [IPv6] host", -1;
+        *host = strndup(p + 1, (size_t)(rb - p - 1));
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        *host = strndup(p, (size_t)((colon ? colon : end) - p));
+    }
+    if (*host == NULL || (*host)[0] == 0) return *why = "no host", -1;
+    *port = dport;
+    if (colon) {
+        char *e;
+        long v = strtol(colon + 1, &e, 10);
+        if (e != end || v < 1 || v > 65535) return *why = "bad port", -1;
+        *port = (int)v;
+    }
+    return 0;
+}
+
+/* redis://[user:pass@]host:port[/db] or
+ * redis-sentinel://[user:pass@]h1:port,h2:port/master[/db] (the password is
+ * the master's). 0, or -1 with *why. */
 static int parse_url(struct rb *b, const char *url, const char **why)
 {
-    if (strncmp(url, "redis-sentinel://", 17) == 0)
-        return *why = "redis-sentinel:// is not available yet (only redis://)", -1;
-    if (strncmp(url, "redis://", 8) != 0) return *why = "must start with redis://", -1;
-    const char *p = url + 8, *at = strrchr(p, '@'), *end;
+    const char *p;
+    if (strncmp(url, "redis-sentinel://", 17) == 0) {
+        b->sentinel = true;
+        p = url + 17;
+    } else if (strncmp(url, "redis://", 8) == 0) {
+        p = url + 8;
+    } else {
+        return *why = "must start with redis:// or redis-sentinel://", -1;
+    }
+    const char *slash = strchr(p, '/');
+    const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         if (colon) {
@@ -178,29 +222,33 @@ static int parse_url(struct rb *b, const char *url, const char **why)
         }
         p = at + 1;
     }
-    end = strchr(p, '/');
-    const char *hp_end = end ? end : p + strlen(p);
-    const char *colon = NULL;
-    if (*p == '[') { /* [v6]:port */
-        const char *rb = memchr(p, ']', (size_t)(hp_end - p));
-        if (rb == NULL) return *why = "bad [IPv6] host", -1;
-        b->host = strndup(p + 1, (size_t)(rb - p - 1));
-        colon = rb + 1 < hp_end && rb[1] == ':' ? rb + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', (size_t)(hp_end - p));
-        b->host = strndup(p, (size_t)((colon ? colon : hp_end) - p));
+    const char *hp_end = slash ? slash : p + strlen(p);
+    const char *dbs = slash;
+    if (b->sentinel) {
+        while (p < hp_end) {
+            const char *comma = memchr(p, ',', (size_t)(hp_end - p));
+            const char *e = comma ? comma : hp_end;
+            if (b->nsent == (int)(sizeof b->sent / sizeof *b->sent))
+                return *why = "at most 8 sentinels", -1;
+            if (host_port(p, e, &b->sent[b->nsent].host, &b->sent[b->nsent].port, 26379,
+                          why) != 0)
+                return -1;
+            b->nsent++;
+            p = comma ? comma + 1 : e;
+        }
+        if (b->nsent == 0) return *why = "no sentinel", -1;
+        if (slash == NULL || slash[1] == 0 || slash[1] == '/')
+            return *why = "no master name: redis-sentinel://h1:port,h2:port/MASTER/db",
+                   -1;
+        const char *m = slash + 1, *ms = strchr(m, '/');
+        b->master = strndup(m, ms ? (size_t)(ms - m) : strlen(m));
+        dbs = ms;
+    } else if (host_port(p, hp_end, &b->host, &b->port, 6379, why) != 0) {
+        return -1;
     }
-    if (b->host == NULL || b->host[0] == 0) return *why = "no host", -1;
-    b->port = 6379;
-    if (colon) {
+    if (dbs && dbs[1]) {
         char *e;
-        long port = strtol(colon + 1, &e, 10);
-        if (e != hp_end || port < 1 || port > 65535) return *why = "bad port", -1;
-        b->port = (int)port;
-    }
-    if (end && end[1]) {
-        char *e;
-        long db = strtol(end + 1, &e, 10);
+        long db = strtol(dbs + 1, &e, 10);
         if (*e || db < 0 || db > 65535) return *why = "bad database number", -1;
         b->db = (int)db;
     }
@@ -224,7 +272,11 @@ static void fail(struct rb *b, const char *what, const char *detail)
         b->quiet_errors++;
     }
     pthread_mutex_unlock(&b->lock);
-    if (log)
+    if (log && b->sentinel)
+        slog(SLOG_WARN,
+             "msg=\"redis %s\" cache=%s master=%s error=\"%s\" errors_not_logged=%llu",
+             what, b->name, b->master, detail ? detail : "", (unsigned long long)quiet);
+    else if (log)
         slog(SLOG_WARN,
              "msg=\"redis %s\" cache=%s server=%s:%d error=\"%s\" "
              "errors_not_logged=%llu",
@@ -262,6 +314,80 @@ bad:
     return -1;
 }
 
+/* Ask the sentinels for the master's address (the first that answers). */
+static int resolve(struct rb *b)
+{
+    for (int i = 0; i < b->nsent; i++) {
+        redisContext *c =
+            redisConnectWithTimeout(b->sent[i].host, b->sent[i].port, b->connect_to);
+        if (c == NULL || c->err) {
+            if (c) redisFree(c);
+            continue;
+        }
+        redisSetTimeout(c, b->command_to);
+        redisReply *r =
+            redisCommand(c, "SENTINEL get-master-addr-by-name %s", b->master);
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+        if (ok) {
+            pthread_mutex_lock(&b->lock);
+            free(b->host);
+            b->host = strdup(r->element[0]->str);
+            b->port = atoi(r->element[1]->str);
+            b->resolved = b->host != NULL;
+            pthread_mutex_unlock(&b->lock);
+        }
+        if (r) freeReplyObject(r);
+        redisFree(c);
+        if (ok) return 0;
+    }
+    fail(b, "no sentinel named the master", b->master);
+    return -1;
+}
+
+/* A new connection to the server (through the sentinels: to the master
+ * they name, checked with ROLE), set up; NULL on failure. */
+static redisContext *connect_server(struct rb *b)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char host[256];
+        int port;
+        pthread_mutex_lock(&b->lock);
+        bool need = b->sentinel && !b->resolved;
+        pthread_mutex_unlock(&b->lock);
+        if (need && resolve(b) != 0) return NULL;
+        pthread_mutex_lock(&b->lock);
+        snprintf(host, sizeof host, "%s", b->host ? b->host : "");
+        port = b->port;
+        pthread_mutex_unlock(&b->lock);
+        redisContext *c = redisConnectWithTimeout(host, port, b->connect_to);
+        if (c == NULL || c->err || setup(b, c) != 0) {
+            if (c && c->err) fail(b, "connect failed", c->errstr);
+            if (c) redisFree(c);
+            if (!b->sentinel) return NULL;
+            pthread_mutex_lock(&b->lock);
+            b->resolved = false; /* the master moved? ask again */
+            pthread_mutex_unlock(&b->lock);
+            continue;
+        }
+        if (b->sentinel) {
+            redisReply *r = redisCommand(c, "ROLE");
+            bool master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                          r->element[0]->type == REDIS_REPLY_STRING &&
+                          strcmp(r->element[0]->str, "master") == 0;
+            if (r) freeReplyObject(r);
+            if (!master) {
+                redisFree(c);
+                pthread_mutex_lock(&b->lock);
+                b->resolved = false;
+                pthread_mutex_unlock(&b->lock);
+                continue;
+            }
+        }
+        return c;
+    }
+    return NULL;
+}
+
 /* A connection from the pool, or a new one; NULL while Redis is down. */
 static redisContext *conn_get(struct rb *b)
 {
@@ -281,10 +407,8 @@ static redisContext *conn_get(struct rb *b)
     }
     b->nconn++;
     pthread_mutex_unlock(&b->lock);
-    redisContext *c = redisConnectWithTimeout(b->host, b->port, b->connect_to);
-    if (c == NULL || c->err || setup(b, c) != 0) {
-        if (c && c->err) fail(b, "connect failed", c->errstr);
-        if (c) redisFree(c);
+    redisContext *c = connect_server(b);
+    if (c == NULL) {
         pthread_mutex_lock(&b->lock);
         b->nconn--;
         b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : BACKOFF_MIN_MS;
@@ -333,7 +457,20 @@ static redisReply *run(struct rb *b, int argc, const char **argv, const size_t *
     redisContext *c = conn_get(b);
     if (c == NULL) return NULL;
     redisReply *r = cmd(c, argc, argv, lens);
-    if (r == NULL) fail(b, "command failed", c->errstr);
+    if (r == NULL) {
+        fail(b, "command failed", c->errstr);
+        if (b->sentinel) { /* the master may have moved: ask again */
+            pthread_mutex_lock(&b->lock);
+            b->resolved = false;
+            pthread_mutex_unlock(&b->lock);
+        }
+    } else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "READONLY")) {
+        /* a master that became a replica: drop it, find the new one */
+        c->err = REDIS_ERR_OTHER;
+        pthread_mutex_lock(&b->lock);
+        b->resolved = false;
+        pthread_mutex_unlock(&b->lock);
+    }
     conn_put(b, c);
     return r;
 }
@@ -819,6 +956,9 @@ static void rb_close(void *bp)
     free(b->host);
     free(b->user);
     free(b->pass);
+    free(b->master);
+    for (int i = 0; i < b->nsent; i++)
+        free(b->sent[i].host);
     free(b);
 }
 
@@ -839,19 +979,10 @@ void *backend_redis_command(void *bp, int argc, const char **argv, const size_t 
 void *backend_redis_connect(void *bp, int64_t timeout_ms)
 {
     struct rb *b = bp;
-    redisContext *c = redisConnectWithTimeout(b->host, b->port, b->connect_to);
-    if (c == NULL || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    struct timeval save = b->command_to;
-    if (setup(b, c) != 0) {
-        redisFree(c);
-        return NULL;
-    }
+    redisContext *c = connect_server(b);
+    if (c == NULL) return NULL;
     struct timeval tv = {(time_t)(timeout_ms / 1000),
                          (suseconds_t)(timeout_ms % 1000) * 1000};
-    (void)save;
     redisSetTimeout(c, tv);
     return c;
 }

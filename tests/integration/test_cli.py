@@ -70,15 +70,15 @@ def test_check_config_missing_file(strata_cmd, tmp_path):
     assert "nope.yaml" in p.stderr
 
 
-def test_check_config_sentinel_url_not_in_this_build(strata_cmd, tmp_path):
+def test_check_config_refuses_a_sentinel_url_without_a_master(strata_cmd, tmp_path):
     cfg = tmp_path / "sentinel.yaml"
     cfg.write_text(
         "caches:\n  default: { backend: memory }\n"
-        "  session:\n    backend: tiered\n    url: redis-sentinel://127.0.0.1:26379/m/2\n"
+        "  session:\n    backend: tiered\n    url: redis-sentinel://127.0.0.1:26379\n"
     )
     p = strata_cmd("check-config", "-c", str(cfg), check=1)
     assert f"{cfg}:3:" in p.stderr
-    assert "not available yet" in p.stderr
+    assert "no master name" in p.stderr
 
 
 def test_check_config_refuses_an_unset_variable_in_any_section(strata_cmd, tmp_path):

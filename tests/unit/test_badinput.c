@@ -420,8 +420,11 @@ Test(badinput, open_bare_number_ttl)
 Test(badinput, open_redis_urls_are_checked)
 {
     open_fails_at("caches:\n  default: {}\n  session:\n    backend: redis\n"
-                  "    url: \"redis-sentinel://127.0.0.1:26379/m/2\"\n",
-                  3, "not available yet");
+                  "    url: \"redis-sentinel://127.0.0.1:26379\"\n",
+                  3, "no master name");
+    open_fails_at("caches:\n  s:\n    backend: redis\n"
+                  "    url: \"redis-sentinel://a:1,b:x/m/0\"\n",
+                  2, "bad port");
     open_fails_at(
         "caches:\n  s:\n    backend: tiered\n    url: \"redis://h:99999/2\"\n", 2,
         "bad port");

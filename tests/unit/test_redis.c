@@ -33,6 +33,8 @@
 
 static pid_t server = -1;
 static int port;
+static pid_t extra[2] = {-1,
+                         -1}; /* a test's replica and sentinel, stopped in teardown */
 
 static uint64_t mono_ms(void)
 {
@@ -117,6 +119,12 @@ static void setup(void)
 static void teardown(void)
 {
     stop_server();
+    for (int i = 0; i < 2; i++)
+        if (extra[i] > 0) {
+            kill(extra[i], SIGKILL);
+            waitpid(extra[i], NULL, 0);
+            extra[i] = -1;
+        }
 }
 
 TestSuite(redis, .init = setup, .fini = teardown, .timeout = 60);
@@ -623,4 +631,118 @@ Test(redis, tiered_serves_l1_while_redis_is_down)
     cr_assert_neq(strata_set(t, "k", 1, "w", 1, NULL), STRATA_OK);
     cr_assert_neq(get_str(t, "k", buf, sizeof buf), STRATA_OK);
     strata_close(s);
+}
+
+/* ---- Sentinel: master, replica and sentinel started here; master killed ---- */
+
+static pid_t spawn(const char *const *argv)
+{
+    pid_t p = fork();
+    cr_assert_geq(p, 0);
+    if (p == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return p;
+}
+
+/* The reply of one command to 127.0.0.1:p, as a string ("" on failure). */
+static void ask(int p, const char *cmd, char *out, size_t cap)
+{
+    struct timeval tv = {1, 0};
+    out[0] = 0;
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", p, tv);
+    if (c == NULL || c->err) {
+        if (c) redisFree(c);
+        return;
+    }
+    redisReply *r = redisCommand(c, cmd);
+    if (r && r->type == REDIS_REPLY_STRING) snprintf(out, cap, "%s", r->str);
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements && r->element[0]->str)
+        snprintf(out, cap, "%s", r->element[0]->str);
+    if (r) freeReplyObject(r);
+    redisFree(c);
+}
+
+static void wait_for(int p, const char *cmd, const char *want)
+{
+    char buf[4096];
+    uint64_t t0 = mono_ms();
+    for (;;) {
+        ask(p, cmd, buf, sizeof buf);
+        if (strstr(buf, want)) return;
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS, "%d %s: no '%s' in '%s'", p, cmd,
+                     want, buf);
+        nap();
+    }
+}
+
+Test(redis, sentinel_failover_writes_resume_on_the_new_master, .timeout = 90)
+{
+    int rport = free_port(), sport = free_port();
+    char rp[16], mp[16], sp[16], conf[] = "/tmp/strata-test-sentinel-XXXXXX";
+    snprintf(rp, sizeof rp, "%d", rport);
+    snprintf(mp, sizeof mp, "%d", port);
+    snprintf(sp, sizeof sp, "%d", sport);
+    const char *replica[] = {"redis-server",
+                             "--port",
+                             rp,
+                             "--bind",
+                             "127.0.0.1",
+                             "--save",
+                             "",
+                             "--appendonly",
+                             "no",
+                             "--replicaof",
+                             "127.0.0.1",
+                             mp,
+                             NULL};
+    extra[0] = spawn(replica);
+    wait_for(rport, "INFO replication", "master_link_status:up");
+    int fd = mkstemp(conf);
+    cr_assert_geq(fd, 0);
+    dprintf(fd,
+            "port %d\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 %d 1\n"
+            "sentinel down-after-milliseconds mymaster 500\n"
+            "sentinel failover-timeout mymaster 3000\n",
+            sport, port);
+    close(fd);
+    const char *sentinel[] = {"redis-server", conf, "--sentinel", NULL};
+    extra[1] = spawn(sentinel);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "SENTINEL get-master-addr-by-name mymaster");
+    wait_for(sport, cmd, "127.0.0.1");
+    wait_for(sport, "INFO sentinel", "slaves=1");
+
+    char yaml[512];
+    snprintf(yaml, sizeof yaml,
+             "caches:\n  r: { backend: redis, url: "
+             "\"redis-sentinel://127.0.0.1:%d/mymaster/0\" "
+             "}\n",
+             sport);
+    strata *s = open_yaml(yaml); /* (no %d left in it) */
+    strata_cache *c = strata_cache_get(s, "r");
+    cr_assert_eq(strata_set(c, "before", 6, "1", 1, NULL), STRATA_OK);
+    wait_for(rport, "GET strata:r:k:before", "S1"); /* replicated */
+
+    stop_server(); /* the master dies */
+    uint64_t t0 = mono_ms();
+    int rc;
+    while ((rc = strata_set(c, "after", 5, "2", 1, NULL)) != STRATA_OK) {
+        cr_assert_eq(rc, STRATA_EBACKEND, "only a backend error while failing over");
+        cr_assert_lt(mono_ms() - t0, 10000, "writes did not resume within 10 s");
+        nap();
+    }
+    char role[64];
+    ask(rport, "ROLE", role, sizeof role);
+    cr_assert_str_eq(role, "master", "the replica was promoted");
+    char buf[8];
+    cr_assert_eq(get_str(c, "before", buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(get_str(c, "after", buf, sizeof buf), STRATA_OK);
+    cr_assert_str_eq(buf, "2");
+    strata_close(s);
+    unlink(conf);
 }
