@@ -66,6 +66,7 @@ struct tiered_bus_state {
     int64_t lag_ms;
     bool trusted;
     uint64_t flushes, applied;
+    uint64_t l1_hits;           /* gets L1 answered (of the cache's hits) */
     int64_t staleness_bound_ms; /* max(l1_ttl, bus.timeout) */
 };
 void backend_tiered_bus_state(void *b, struct tiered_bus_state *out);

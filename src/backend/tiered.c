@@ -43,7 +43,7 @@ struct tb {
     char *name;
     int64_t l1_ttl_ms; /* > 0 */
     int64_t ttl_ms;    /* the cache's default TTL (for L2) */
-    _Atomic uint64_t hits, misses;
+    _Atomic uint64_t hits, misses, l1_hits;
     /* the bus */
     char node[17];
     char *stream;
@@ -109,7 +109,10 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
     bool trusted = l1_trusted(b);
     int rc = trusted ? engine_get(b->l1, key, klen, out) : STRATA_MISS;
     if (rc != STRATA_MISS) {
-        if (rc == STRATA_OK) atomic_fetch_add(&b->hits, 1);
+        if (rc == STRATA_OK) {
+            atomic_fetch_add(&b->hits, 1);
+            atomic_fetch_add_explicit(&b->l1_hits, 1, memory_order_relaxed);
+        }
         return rc;
     }
     char *tagbuf = NULL;
@@ -426,6 +429,7 @@ void backend_tiered_bus_state(void *bp, struct tiered_bus_state *out)
     out->trusted = l1_trusted(b);
     out->flushes = atomic_load(&b->flushes);
     out->applied = atomic_load(&b->applied);
+    out->l1_hits = atomic_load(&b->l1_hits);
     out->staleness_bound_ms = b->l1_ttl_ms > bt ? b->l1_ttl_ms : bt;
 }
 
