@@ -5,7 +5,9 @@
 #
 # Runs BUILD_DIR/bench-engine (with ARGS, e.g. --quick), then
 # BUILD_DIR/bench-trace-replay and any other BUILD_DIR/bench-* program (with
-# no arguments), each one after the other so they do not share the CPUs.
+# no arguments), each one after the other so they do not share the CPUs. A
+# program that exits 77 could not run here (bench-redis without redis-server)
+# and said why: skipped, not an error.
 # Every program prints its own table and "RESULT ..." lines; at the end this
 # script repeats the target verdicts of all of them. A benchmark whose target
 # FAILs is not an error; a program that crashes or exits non-zero is, and
@@ -43,7 +45,9 @@ run_one() {
     # POSIX sh has no pipefail: the program's own status goes through a file.
     { "$@"; echo $? >"$rcf"; } | tee -a "$out"
     rc=$(cat "$rcf")
-    if [ "$rc" != 0 ]; then
+    if [ "$rc" = 77 ]; then
+        echo "==== $name: skipped (see above)"
+    elif [ "$rc" != 0 ]; then
         echo "==== $name: FAILED TO RUN (exit $rc)"
         status=1
     fi
