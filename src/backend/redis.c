@@ -185,15 +185,19 @@ static int host_port(const char *p, const char *end, char **host, int *port, int
         colon = memchr(p, ':', (size_t)(end - p));
         *host = strndup(p, (size_t)((colon ? colon : end) - p));
     }
-    if (*host == NULL || (*host)[0] == 0) return *why = "no host", -1;
+    *why = NULL;
+    if (*host == NULL || (*host)[0] == 0) *why = "no host";
     *port = dport;
-    if (colon) {
+    if (*why == NULL && colon) {
         char *e;
         long v = strtol(colon + 1, &e, 10);
-        if (e != end || v < 1 || v > 65535) return *why = "bad port", -1;
+        if (e != end || v < 1 || v > 65535) *why = "bad port";
         *port = (int)v;
     }
-    return 0;
+    if (*why == NULL) return 0;
+    free(*host);
+    *host = NULL;
+    return -1;
 }
 
 /* redis://[user:pass@]host:port[/db] or
