@@ -65,11 +65,19 @@ static const char get_lua[] =
     "end\n"
     "return v\n";
 
-/* KEYS[1] the value; ARGV: tag prefix, tagseq key, PX ms ("0": none), flags
+/* A missing tag sequence (new, or lost: evicted, flushed) starts from Redis'
+ * clock in ms, above any version it gave before; Lua's numbers are doubles
+ * printed with 14 digits, which ms since 1970 fit for millennia.
+ *
+ * KEYS[1] the value; ARGV: tag prefix, tagseq key, PX ms ("0": none), flags
  * and codec (2 bytes), payload, since ("0": no check), tags... Returns 1, or
  * 0 when a tag was invalidated after `since` (the loader's data may predate
  * it: nothing is stored). */
 static const char set_lua[] =
+    "if redis.call('EXISTS', ARGV[2]) == 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  redis.call('SET', ARGV[2], t[1] * 1000 + math.floor(t[2] / 1000))\n"
+    "end\n"
     "local parts = {'S1', ARGV[4], string.char(#ARGV - 6)}\n"
     "for i = 7, #ARGV do\n"
     "  local tag = ARGV[i]\n"
@@ -78,7 +86,7 @@ static const char set_lua[] =
     "  if not ver then\n"
     "    ver = tostring(redis.call('INCR', ARGV[2]))\n"
     "    redis.call('SET', tk, ver)\n"
-    "  elseif ARGV[6] ~= '0' and tonumber(ver) > tonumber(ARGV[6]) then\n"
+    "  elseif ARGV[6] ~= '-' and tonumber(ver) > tonumber(ARGV[6]) then\n"
     "    return 0\n"
     "  end\n"
     "  parts[#parts + 1] = string.char(math.floor(#tag / 256), #tag % 256) .. tag ..\n"
@@ -93,11 +101,16 @@ static const char set_lua[] =
     "return 1\n";
 
 /* ARGV: tag prefix, tagseq key, tags... */
-static const char inv_lua[] = "for i = 3, #ARGV do\n"
-                              "  redis.call('SET', ARGV[1] .. ARGV[i],\n"
-                              "    tostring(redis.call('INCR', ARGV[2])))\n"
-                              "end\n"
-                              "return #ARGV - 2\n";
+static const char inv_lua[] =
+    "if redis.call('EXISTS', ARGV[2]) == 0 then\n"
+    "  local t = redis.call('TIME')\n"
+    "  redis.call('SET', ARGV[2], t[1] * 1000 + math.floor(t[2] / 1000))\n"
+    "end\n"
+    "for i = 3, #ARGV do\n"
+    "  redis.call('SET', ARGV[1] .. ARGV[i],\n"
+    "    tostring(redis.call('INCR', ARGV[2])))\n"
+    "end\n"
+    "return #ARGV - 2\n";
 
 struct script {
     const char *src;
@@ -331,7 +344,9 @@ static int resolve(struct rb *b)
         redisSetTimeout(c, b->command_to);
         redisReply *r =
             redisCommand(c, "SENTINEL get-master-addr-by-name %s", b->master);
-        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2;
+        bool ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+                  r->element[0]->type == REDIS_REPLY_STRING &&
+                  r->element[1]->type == REDIS_REPLY_STRING;
         if (ok) {
             pthread_mutex_lock(&b->lock);
             free(b->host);
@@ -463,11 +478,14 @@ static redisReply *run(struct rb *b, int argc, const char **argv, const size_t *
     redisReply *r = cmd(c, argc, argv, lens);
     if (r == NULL) {
         fail(b, "command failed", c->errstr);
-        if (b->sentinel) { /* the master may have moved: ask again */
-            pthread_mutex_lock(&b->lock);
-            b->resolved = false;
-            pthread_mutex_unlock(&b->lock);
-        }
+        /* A Redis that stopped answering: fail fast for a while, as after a
+         * failed connect (and ask the sentinels again). */
+        pthread_mutex_lock(&b->lock);
+        b->resolved = false;
+        b->backoff_ms = b->backoff_ms ? b->backoff_ms * 2 : BACKOFF_MIN_MS;
+        if (b->backoff_ms > BACKOFF_MAX_MS) b->backoff_ms = BACKOFF_MAX_MS;
+        b->down_until_ms = now_ms() + b->backoff_ms;
+        pthread_mutex_unlock(&b->lock);
     } else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "READONLY")) {
         /* a master that became a replica: drop it, find the new one */
         c->err = REDIS_ERR_OTHER;
@@ -547,6 +565,7 @@ static int decode(const char *v, size_t n, strata_value **out, char **tags,
     strata_value *x;
     if (flags & VF_COMPRESSED) {
         size_t orig = core_compressed_len(p, len);
+        if (orig > (512u << 20)) goto bad; /* Redis holds at most 512 MB */
         if ((x = core_value_alloc(orig)) == NULL) {
             free(tb);
             return STRATA_ENOMEM;
@@ -606,19 +625,22 @@ static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
     return backend_redis_get_tags(bp, key, klen, out, NULL, NULL);
 }
 
-/* The tag sequence now (for a loader's store veto); 0 when unknown. */
-static uint64_t tag_seq(struct rb *b)
+/* The tag sequence now (for a loader's store veto): 0 when there is none
+ * yet (every version later is newer), -1 when Redis did not answer (then
+ * nothing is stored: an invalidation could go unseen). */
+static int64_t tag_seq(struct rb *b)
 {
     const char *av[2] = {"GET", b->seq};
     redisReply *r = run(b, 2, av, NULL);
-    uint64_t v = 0;
-    if (r && r->type == REDIS_REPLY_STRING) v = strtoull(r->str, NULL, 10);
+    int64_t v = -1;
+    if (r && r->type == REDIS_REPLY_STRING) v = strtoll(r->str, NULL, 10);
+    if (r && r->type == REDIS_REPLY_NIL) v = 0;
     if (r) freeReplyObject(r);
-    return v ? v : 1;
+    return v;
 }
 
 static int store(struct rb *b, const void *key, size_t klen, const void *val,
-                 size_t vlen, const strata_set_opts *opts, uint64_t since)
+                 size_t vlen, const strata_set_opts *opts, int64_t since)
 {
     if (key == NULL || klen == 0 || (val == NULL && vlen)) return STRATA_EINVAL;
     size_t nt = opts ? opts->ntags : 0;
@@ -631,7 +653,10 @@ static int store(struct rb *b, const void *key, size_t klen, const void *val,
     if (ttl == 0) ttl = b->ttl_ms;
     char px[24], since_s[24];
     snprintf(px, sizeof px, "%lld", (long long)(ttl > 0 ? ttl : 0));
-    snprintf(since_s, sizeof since_s, "%llu", (unsigned long long)since);
+    if (since < 0)
+        snprintf(since_s, sizeof since_s, "-");
+    else
+        snprintf(since_s, sizeof since_s, "%lld", (long long)since);
     unsigned char fc[2] = {0, 0};
     void *z = NULL;
     size_t zl = 0;
@@ -680,7 +705,7 @@ static int store(struct rb *b, const void *key, size_t klen, const void *val,
 static int rb_set(void *bp, const void *key, size_t klen, const void *val, size_t vlen,
                   const strata_set_opts *opts)
 {
-    int rc = store(bp, key, klen, val, vlen, opts, 0);
+    int rc = store(bp, key, klen, val, vlen, opts, -1);
     return rc == STRATA_MISS ? STRATA_OK : rc; /* (no veto without `since`) */
 }
 
@@ -696,7 +721,11 @@ static int rb_del(void *bp, const void *key, size_t klen)
     redisReply *r = run(b, 2, av, ln);
     free(k);
     if (r == NULL) return STRATA_EBACKEND;
-    int rc = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? STRATA_OK : STRATA_MISS;
+    int rc = r->type != REDIS_REPLY_INTEGER ? STRATA_EBACKEND
+             : r->integer > 0               ? STRATA_OK
+                                            : STRATA_MISS;
+    if (rc == STRATA_EBACKEND)
+        fail(b, "delete failed", r->type == REDIS_REPLY_ERROR ? r->str : "");
     freeReplyObject(r);
     if (rc == STRATA_OK) atomic_fetch_add(&b->deletes, 1);
     return rc;
@@ -769,7 +798,7 @@ static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader l
     b->flights = f;
     pthread_mutex_unlock(&b->lock);
 
-    uint64_t since = tag_seq(b);
+    int64_t since = tag_seq(b);
     void *val = NULL;
     size_t vlen = 0;
     strata_set_opts o = opts ? *opts : (strata_set_opts){0};
@@ -778,7 +807,8 @@ static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader l
         free(val);
         rc = STRATA_ELOADER;
     } else {
-        store(b, key, klen, val, vlen, &o, since); /* Redis down: served, not kept */
+        if (since >= 0) /* Redis down: served, not kept */
+            store(b, key, klen, val, vlen, &o, since);
         *out = core_value_copy(val ? val : "", vlen);
         rc = *out ? STRATA_LOADED : STRATA_ENOMEM;
     }
@@ -814,7 +844,9 @@ static long scan_unlink(struct rb *b, const char *match)
     do {
         const char *av[6] = {"SCAN", cursor, "MATCH", match, "COUNT", SCAN_COUNT};
         redisReply *r = run(b, 6, av, NULL);
-        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+            r->element[0]->type != REDIS_REPLY_STRING ||
+            r->element[1]->type != REDIS_REPLY_ARRAY) {
             if (r) freeReplyObject(r);
             return STRATA_EBACKEND;
         }
@@ -832,6 +864,12 @@ static long scan_unlink(struct rb *b, const char *match)
             av2[0] = "UNLINK";
             ln2[0] = 6;
             for (size_t i = 0; i < keys->elements; i++) {
+                if (keys->element[i]->type != REDIS_REPLY_STRING) {
+                    free(av2);
+                    free(ln2);
+                    freeReplyObject(r);
+                    return STRATA_EBACKEND;
+                }
                 av2[i + 1] = keys->element[i]->str;
                 ln2[i + 1] = keys->element[i]->len;
             }
@@ -842,7 +880,13 @@ static long scan_unlink(struct rb *b, const char *match)
                 freeReplyObject(r);
                 return STRATA_EBACKEND;
             }
-            if (u->type == REDIS_REPLY_INTEGER) n += (long)u->integer;
+            if (u->type != REDIS_REPLY_INTEGER) { /* READONLY and the like */
+                fail(b, "unlink failed", u->type == REDIS_REPLY_ERROR ? u->str : "");
+                freeReplyObject(u);
+                freeReplyObject(r);
+                return STRATA_EBACKEND;
+            }
+            n += (long)u->integer;
             freeReplyObject(u);
         }
         freeReplyObject(r);
@@ -869,7 +913,22 @@ static long rb_invalidate_pattern(void *bp, const char *glob)
 {
     struct rb *b = bp;
     if (!core_glob_valid(glob)) return STRATA_EINVAL;
-    char *m = escaped_prefix(b, glob);
+    /* strata's grammar takes [!a] for [^a]; Redis MATCH only knows [^a] */
+    char *g = strdup(glob);
+    if (g == NULL) return STRATA_ENOMEM;
+    bool in_class = false;
+    for (char *c = g; *c; c++) {
+        if (*c == '\\' && c[1]) {
+            c++;
+        } else if (!in_class && *c == '[') {
+            in_class = true;
+            if (c[1] == '!') c[1] = '^';
+        } else if (in_class && *c == ']') {
+            in_class = false;
+        }
+    }
+    char *m = escaped_prefix(b, g);
+    free(g);
     if (m == NULL) return STRATA_ENOMEM;
     long n = scan_unlink(b, m);
     free(m);

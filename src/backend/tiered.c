@@ -36,6 +36,7 @@
 #define BUS_MAXLEN "100000"
 #define BUS_BLOCK_MS 500
 #define BUS_HEARTBEAT_MS 1000
+#define BUS_COUNT 1000
 
 struct tb {
     engine *l1;
@@ -44,6 +45,10 @@ struct tb {
     int64_t l1_ttl_ms; /* > 0 */
     int64_t ttl_ms;    /* the cache's default TTL (for L2) */
     _Atomic uint64_t hits, misses, l1_hits;
+    /* Bumped by every invalidation (local or from the bus) before it reaches
+     * L1: an L2 read that started before it must not fill L1 with what it
+     * read (checked under the shard lock by engine_set_blob's veto). */
+    _Atomic uint64_t gen;
     /* the bus */
     char node[17];
     char *stream;
@@ -70,6 +75,22 @@ static bool l1_trusted(struct tb *b)
     return h && !atomic_load_explicit(&b->gap, memory_order_relaxed) &&
            mono_ms() - h <
                atomic_load_explicit(&b->bus_timeout_ms, memory_order_relaxed);
+}
+
+struct fill_veto {
+    struct tb *b;
+    uint64_t gen;
+};
+
+static bool fill_vetoed(void *ud)
+{
+    struct fill_veto *v = ud;
+    return atomic_load(&v->b->gen) != v->gen;
+}
+
+static void bump(struct tb *b)
+{
+    atomic_fetch_add(&b->gen, 1);
 }
 
 /* Tell the other nodes (best effort: when Redis is down, their L1 copies
@@ -117,6 +138,7 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
     }
     char *tagbuf = NULL;
     size_t nt = 0;
+    struct fill_veto fv = {b, atomic_load(&b->gen)};
     rc = backend_redis_get_tags(b->l2, key, klen, out, &tagbuf, &nt);
     if (rc == STRATA_OK && !trusted) {
         atomic_fetch_add(&b->hits, 1);
@@ -129,9 +151,14 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
         }
         strata_set_opts o = {b->l1_ttl_ms, tags, nt < 256 ? nt : 256};
         /* An L1 that cannot hold it (too many tags, too big) still serves
-         * from L2. */
-        engine_set(b->l1, key, klen, strata_value_data(*out), strata_value_len(*out),
-                   &o);
+         * from L2; an invalidation since the read vetoes the fill. */
+        core_blob *blob =
+            core_blob_new(strata_value_data(*out), strata_value_len(*out));
+        engine_veto veto = {fill_vetoed, &fv};
+        if (blob) {
+            engine_set_blob(b->l1, key, klen, blob, &o, &veto);
+            core_blob_release(blob);
+        }
         atomic_fetch_add(&b->hits, 1);
     } else if (rc == STRATA_MISS) {
         atomic_fetch_add(&b->misses, 1);
@@ -149,9 +176,11 @@ static int t_set(void *bp, const void *key, size_t klen, const void *val, size_t
         engine_delete(b->l1, key, klen); /* never an L1 copy L2 does not have */
         return rc;
     }
+    bump(b);
     strata_set_opts o = opts ? *opts : (strata_set_opts){0};
     o.ttl_ms = l1_ttl(b, o.ttl_ms);
     engine_set(b->l1, key, klen, val, vlen, &o);
+    publish(b, "del", key, klen); /* other nodes drop their old copies */
     return STRATA_OK;
 }
 
@@ -159,6 +188,7 @@ static int t_del(void *bp, const void *key, size_t klen)
 {
     struct tb *b = bp;
     int rc = backend_redis_ops.del(b->l2, key, klen);
+    bump(b);
     int r1 = engine_delete(b->l1, key, klen);
     publish(b, "del", key, klen);
     return rc == STRATA_MISS && r1 == STRATA_OK ? STRATA_OK : rc;
@@ -182,7 +212,9 @@ static int t_get_or_set(void *bp, const void *key, size_t klen, strata_loader lo
 static long t_pattern(void *bp, const char *glob)
 {
     struct tb *b = bp;
+    if (!core_glob_valid(glob)) return STRATA_EINVAL;
     long n = backend_redis_ops.invalidate_pattern(b->l2, glob);
+    bump(b);
     long n1 = engine_invalidate_pattern(b->l1, glob);
     if (n >= 0 || n1 >= 0) publish(b, "pattern", glob, strlen(glob));
     (void)n1;
@@ -192,7 +224,10 @@ static long t_pattern(void *bp, const char *glob)
 static long t_tags(void *bp, const char *const *tags, size_t n)
 {
     struct tb *b = bp;
+    for (size_t i = 0; i < n; i++)
+        if (tags[i] == NULL || tags[i][0] == 0) return STRATA_EINVAL;
     long r = backend_redis_ops.invalidate_tags(b->l2, tags, n);
+    bump(b);
     long r1 = engine_invalidate_tags(b->l1, tags, n);
     size_t len = 0;
     for (size_t i = 0; i < n; i++)
@@ -215,6 +250,7 @@ static int t_clear(void *bp)
 {
     struct tb *b = bp;
     int rc = backend_redis_ops.clear(b->l2);
+    bump(b);
     engine_clear(b->l1);
     publish(b, "all", "", 0);
     return rc;
@@ -290,7 +326,8 @@ static bool end_id(redisContext *c, struct tb *b, bool last, char *out, size_t c
     *err = r == NULL || r->type == REDIS_REPLY_ERROR;
     bool found = !*err && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
                  r->element[0]->type == REDIS_REPLY_ARRAY &&
-                 r->element[0]->elements == 2;
+                 r->element[0]->elements == 2 &&
+                 r->element[0]->element[0]->type == REDIS_REPLY_STRING;
     if (found) snprintf(out, cap, "%s", r->element[0]->element[0]->str);
     if (r) freeReplyObject(r);
     return found;
@@ -299,7 +336,11 @@ static bool end_id(redisContext *c, struct tb *b, bool last, char *out, size_t c
 static void apply(struct tb *b, const redisReply *f)
 {
     const redisReply *node = NULL, *cache = NULL, *op = NULL, *arg = NULL;
+    if (f->type != REDIS_REPLY_ARRAY) return;
     for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        if (f->element[i]->type != REDIS_REPLY_STRING ||
+            f->element[i + 1]->type != REDIS_REPLY_STRING)
+            return;
         const char *k = f->element[i]->str;
         const redisReply *v = f->element[i + 1];
         if (strcmp(k, "node") == 0) node = v;
@@ -310,6 +351,7 @@ static void apply(struct tb *b, const redisReply *f)
     if (!node || !cache || !op || !arg || strcmp(node->str, b->node) == 0 ||
         strcmp(cache->str, b->name) != 0 || strcmp(op->str, "hb") == 0)
         return;
+    bump(b);
     if (strcmp(op->str, "del") == 0) {
         engine_delete(b->l1, arg->str, arg->len);
     } else if (strcmp(op->str, "pattern") == 0) {
@@ -393,23 +435,31 @@ static void *bus_main(void *arg)
             last_hb = now;
         }
         redisReply *r = err ? NULL
-                            : redisCommand(c, "XREAD COUNT 1000 BLOCK %d STREAMS %s %s",
-                                           BUS_BLOCK_MS, b->stream, last);
+                            : redisCommand(c, "XREAD COUNT %d BLOCK %d STREAMS %s %s",
+                                           BUS_COUNT, BUS_BLOCK_MS, b->stream, last);
         if (r == NULL || r->type == REDIS_REPLY_ERROR) {
             if (r) freeReplyObject(r);
             redisFree(c);
             c = NULL;
             continue;
         }
-        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1) {
-            const redisReply *entries = r->element[0]->element[1];
-            for (size_t i = 0; i < entries->elements; i++) {
-                const redisReply *e = entries->element[i];
-                snprintf(last, sizeof last, "%s", e->element[0]->str);
-                apply(b, e->element[1]);
-            }
-            if (entries->elements) atomic_store(&b->heard_ms, mono_ms());
+        const redisReply *entries = NULL;
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+            r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
+            r->element[0]->element[1]->type == REDIS_REPLY_ARRAY)
+            entries = r->element[0]->element[1];
+        for (size_t i = 0; entries && i < entries->elements; i++) {
+            const redisReply *e = entries->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING)
+                continue;
+            snprintf(last, sizeof last, "%s", e->element[0]->str);
+            apply(b, e->element[1]);
         }
+        /* Heard, and caught up: a full batch means more is waiting, and L1
+         * must not be trusted before the node has read it all. */
+        if (entries && entries->elements && entries->elements < BUS_COUNT)
+            atomic_store(&b->heard_ms, mono_ms());
         freeReplyObject(r);
     }
     if (c) redisFree(c);

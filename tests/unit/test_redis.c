@@ -568,12 +568,19 @@ Test(redis, tiered_invalidations_reach_other_nodes_through_the_bus)
     strata_set_opts o = {0, tags, 1};
     char buf[8];
     const char *keys[] = {"k1", "k2", "k3", "k4"};
-    for (int i = 0; i < 4; i++) {
-        cr_assert_eq(strata_set(ta, keys[i], 2, "v", 1, i == 0 ? &o : NULL), STRATA_OK);
-        cr_assert_eq(get_str(tb, keys[i], buf, sizeof buf), STRATA_OK);
-    }
-    cr_assert_eq(l1_items(tb), 4);
     struct tiered_bus_state bs;
+    for (int i = 0; i < 4; i++) /* each set is published: B drops old copies */
+        cr_assert_eq(strata_set(ta, keys[i], 2, "v", 1, i == 0 ? &o : NULL), STRATA_OK);
+    uint64_t t1 = mono_ms();
+    do {
+        cr_assert_eq(strata_cache_bus_state(tb, &bs), 0);
+        cr_assert_lt(mono_ms() - t1, POLL_LIMIT_MS, "B heard %lu of A's 4 sets",
+                     (unsigned long)bs.applied);
+        nap();
+    } while (bs.applied < 4);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(get_str(tb, keys[i], buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(l1_items(tb), 4);
     cr_assert_geq(strata_invalidate_tags(ta, tags, 1), 0); /* k1 */
     cr_assert_eq(strata_delete(ta, "k2", 2), STRATA_OK);
     cr_assert_eq(strata_invalidate_pattern(ta, "k[3]"), 1);
@@ -584,7 +591,7 @@ Test(redis, tiered_invalidations_reach_other_nodes_through_the_bus)
         nap();
     }
     cr_assert_eq(strata_cache_bus_state(tb, &bs), 0);
-    cr_assert_geq(bs.applied, 3);
+    cr_assert_geq(bs.applied, 4 + 3);
     cr_assert_eq(bs.staleness_bound_ms, 5000);
     cr_assert_eq(strata_clear(ta), STRATA_OK);
     t0 = mono_ms();
@@ -745,4 +752,136 @@ Test(redis, sentinel_failover_writes_resume_on_the_new_master, .timeout = 90)
     cr_assert_str_eq(buf, "2");
     strata_close(s);
     unlink(conf);
+}
+
+/* ---- regressions from review ---- */
+
+Test(redis, a_set_on_one_node_reaches_the_others_l1)
+{
+    strata *a = open_yaml(TIERED), *b = open_yaml(TIERED);
+    strata_cache *ta = strata_cache_get(a, "t"), *tb = strata_cache_get(b, "t");
+    wait_trusted(tb, true);
+    char buf[8];
+    cr_assert_eq(strata_set(ta, "k", 1, "v1", 2, NULL), STRATA_OK);
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(strata_set(ta, "k", 1, "v2", 2, NULL), STRATA_OK);
+    uint64_t t0 = mono_ms(); /* no clock moved: only the bus can tell B */
+    while (get_str(tb, "k", buf, sizeof buf) != STRATA_OK || strcmp(buf, "v2") != 0) {
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS, "B still serves %s", buf);
+        nap();
+    }
+    strata_close(a);
+    strata_close(b);
+}
+
+struct reader {
+    strata_cache *c;
+    atomic_bool stop;
+};
+
+static void *read_loop(void *arg)
+{
+    struct reader *r = arg;
+    char buf[8];
+    while (!atomic_load(&r->stop))
+        get_str(r->c, "k", buf, sizeof buf);
+    return NULL;
+}
+
+Test(redis, no_get_after_an_invalidation_returns_sees_the_old_value)
+{
+    strata *s = open_yaml(TIERED);
+    strata_cache *t = strata_cache_get(s, "t");
+    wait_trusted(t, true);
+    struct reader r = {t, false};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, read_loop, &r);
+    const char *tags[] = {"x"};
+    strata_set_opts o = {0, tags, 1};
+    int bad = 0;
+    char buf[8];
+    for (int i = 0; i < 300; i++) { /* readers fill L1 from L2 all the time */
+        cr_assert_eq(strata_set(t, "k", 1, "old", 3, &o), STRATA_OK);
+        if (i % 2)
+            strata_delete(t, "k", 1);
+        else
+            strata_invalidate_tags(t, tags, 1);
+        if (get_str(t, "k", buf, sizeof buf) == STRATA_OK) bad++;
+    }
+    atomic_store(&r.stop, true);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    cr_assert_eq(bad, 0, "%d gets after an invalidation saw the value", bad);
+    strata_close(s);
+}
+
+Test(redis, errors_of_a_demoted_master_are_errors)
+{
+    strata *s = open_yaml(ONE);
+    strata_cache *c = strata_cache_get(s, "r");
+    cr_assert_eq(strata_set(c, "k1", 2, "v", 1, NULL), STRATA_OK);
+    int other = free_port();
+    char op[16], cmd[64];
+    snprintf(op, sizeof op, "%d", other);
+    const char *argv[] = {"redis-server", "--port", op, "--bind",
+                          "127.0.0.1",    "--save", "", "--appendonly",
+                          "no",           NULL};
+    extra[0] = spawn(argv);
+    wait_for(other, "INFO server", "redis_version");
+    char junk[8];
+    ask(other, "SET strata:r:k:k2 x", junk,
+        sizeof junk); /* what the replica will hold */
+    snprintf(cmd, sizeof cmd, "REPLICAOF 127.0.0.1 %d", other);
+    freeReplyObject(rcmd(cmd, ""));
+    /* The server strata talks to is a replica now: writes are refused with
+     * READONLY, which must come back as an error, never as "no such key" */
+    cr_assert_eq(strata_delete(c, "k1", 2), STRATA_EBACKEND);
+    wait_for(port, "GET strata:r:k:k2", "x"); /* synced: SCAN finds k2 */
+    cr_assert_eq(strata_invalidate_pattern(c, "k*"), STRATA_EBACKEND);
+    strata_stats st;
+    strata_cache_stats(c, &st);
+    cr_assert_geq(st.errors, 2);
+    strata_close(s);
+}
+
+Test(redis, globs_mean_on_redis_what_they_mean_in_memory)
+{
+    strata *s =
+        open_yaml("caches:\n  r: { backend: redis, url: \"redis://127.0.0.1:%d/0\" }\n"
+                  "  m: { backend: memory }\n");
+    strata_cache *r = strata_cache_get(s, "r"), *m = strata_cache_get(s, "m");
+    const char *keys[] = {"ua", "ub", "u!"};
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(strata_set(r, keys[i], 2, "v", 1, NULL), STRATA_OK);
+        cr_assert_eq(strata_set(m, keys[i], 2, "v", 1, NULL), STRATA_OK);
+    }
+    cr_assert_eq(strata_invalidate_pattern(m, "u[!a]"), 2);
+    cr_assert_eq(strata_invalidate_pattern(r, "u[!a]"), 2);
+    char buf[8];
+    cr_assert_eq(get_str(r, "ua", buf, sizeof buf), STRATA_OK);
+    cr_assert_eq(get_str(r, "ub", buf, sizeof buf), STRATA_MISS);
+    strata_close(s);
+}
+
+Test(redis, a_lost_tag_sequence_never_brings_an_old_value_back)
+{
+    strata *s = open_yaml(ONE);
+    strata_cache *c = strata_cache_get(s, "r");
+    const char *tags[] = {"x"};
+    strata_set_opts o = {0, tags, 1};
+    cr_assert_eq(strata_set(c, "old", 3, "OLD", 3, &o), STRATA_OK);
+    cr_assert_geq(strata_invalidate_tags(c, tags, 1), 0);
+    redisReply *r = rcmd("DEL %s", "strata:r:tagseq"); /* as an eviction would */
+    freeReplyObject(r);
+    for (int i = 0; i < 5; i++)
+        cr_assert_geq(strata_invalidate_tags(c, tags, 1), 0);
+    char buf[8];
+    cr_assert_eq(get_str(c, "old", buf, sizeof buf), STRATA_MISS);
+    const char *bad[] = {"a", NULL};
+    strata *t = open_yaml(TIERED);
+    cr_assert_eq(strata_invalidate_tags(strata_cache_get(t, "t"), bad, 2),
+                 STRATA_EINVAL);
+    strata_close(t);
+    strata_close(s);
 }
