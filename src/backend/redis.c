@@ -733,6 +733,16 @@ static int rb_del(void *bp, const void *key, size_t klen)
 
 /* ----------------------------------------------------------- single flight */
 
+/* Drop a reference to a flight (under b->lock); the last one frees it. */
+static void flight_put(struct rflight *f)
+{
+    if (--f->refs > 0) return;
+    pthread_cond_destroy(&f->cv);
+    free(f->val);
+    free(f->key);
+    free(f);
+}
+
 static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader load,
                          void *ud, const strata_set_opts *opts, strata_value **out)
 {
@@ -770,12 +780,7 @@ static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader l
             *out = core_value_copy(f->val, f->vlen);
             rc = *out ? STRATA_LOADED : STRATA_ENOMEM;
         }
-        if (--f->refs == 0) {
-            pthread_cond_destroy(&f->cv);
-            free(f->val);
-            free(f->key);
-            free(f);
-        }
+        flight_put(f);
         pthread_mutex_unlock(&b->lock);
         return rc;
     }
@@ -805,6 +810,8 @@ static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader l
     int lr = load(ud, key, klen, &val, &vlen, &o);
     if (lr < 0 || (val == NULL && vlen)) {
         free(val);
+        val = NULL; /* (the flight must not free it again) */
+        vlen = 0;
         rc = STRATA_ELOADER;
     } else {
         if (since >= 0) /* Redis down: served, not kept */
@@ -823,12 +830,7 @@ static int rb_get_or_set(void *bp, const void *key, size_t klen, strata_loader l
     f->val = val;
     f->vlen = vlen;
     pthread_cond_broadcast(&f->cv);
-    if (--f->refs == 0) {
-        pthread_cond_destroy(&f->cv);
-        free(f->val);
-        free(f->key);
-        free(f);
-    }
+    flight_put(f);
     pthread_mutex_unlock(&b->lock);
     return rc;
 }

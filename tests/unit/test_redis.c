@@ -885,3 +885,28 @@ Test(redis, a_lost_tag_sequence_never_brings_an_old_value_back)
     strata_close(t);
     strata_close(s);
 }
+
+static int failing_loader(void *ud, const void *key, size_t klen, void **val,
+                          size_t *vlen, strata_set_opts *opts)
+{
+    (void)ud;
+    (void)key;
+    (void)klen;
+    (void)opts;
+    *val = strdup("partial"); /* a loader that fails after allocating */
+    *vlen = 7;
+    return -1;
+}
+
+Test(redis, a_failing_loader_caches_nothing_and_frees_once)
+{
+    strata *s = open_yaml(ONE);
+    strata_cache *c = strata_cache_get(s, "r");
+    strata_value *v = NULL;
+    cr_assert_eq(strata_get_or_set(c, "f", 1, failing_loader, NULL, NULL, &v),
+                 STRATA_ELOADER);
+    cr_assert_null(v);
+    char buf[8];
+    cr_assert_eq(get_str(c, "f", buf, sizeof buf), STRATA_MISS);
+    strata_close(s);
+}
