@@ -45,7 +45,7 @@ extern const struct backend_ops backend_redis_ops;
 void *backend_redis_open(const struct config_cache *cc, int *err, const char **why);
 long backend_redis_flight_waiters(void *b, const void *key, size_t klen); /* tests */
 int backend_redis_get_tags(void *b, const void *key, size_t klen, strata_value **out,
-                           char **tags, size_t *ntags);
+                           char **tags, size_t *ntags, int64_t *pttl_ms);
 /* For the bus: a command through the pool (a redisReply *, NULL on error;
  * freeReplyObject it), a dedicated connection (a redisContext *) whose
  * commands may take `timeout_ms`, the key prefix, the command timeout. */

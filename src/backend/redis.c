@@ -44,11 +44,12 @@
 
 enum { VF_COMPRESSED = 1 };
 
-/* KEYS[1] the value; ARGV[1] the tag prefix. */
+/* KEYS[1] the value; ARGV[1] the tag prefix. Returns {value, PTTL} (the
+ * tiered L1 keeps a copy no longer than Redis does), or false. */
 static const char get_lua[] =
     "local v = redis.call('GET', KEYS[1])\n"
     "if not v then return false end\n"
-    "if #v < 5 or string.sub(v, 1, 2) ~= 'S1' then return v end\n"
+    "if #v < 5 or string.sub(v, 1, 2) ~= 'S1' then return {v, -1} end\n"
     "local n = string.byte(v, 5)\n"
     "local pos = 6\n"
     "for i = 1, n do\n"
@@ -63,7 +64,7 @@ static const char get_lua[] =
     "    return false\n"
     "  end\n"
     "end\n"
-    "return v\n";
+    "return {v, redis.call('PTTL', KEYS[1])}\n";
 
 /* A missing tag sequence (new, or lost: evicted, flushed) starts from Redis'
  * clock in ms, above any version it gave before; Lua's numbers are doubles
@@ -593,8 +594,9 @@ bad:
 /* A get that also gives the value's tags (the tiered backend fills its L1
  * with them, so a local tag invalidation reaches the copy). */
 int backend_redis_get_tags(void *bp, const void *key, size_t klen, strata_value **out,
-                           char **tags, size_t *ntags)
+                           char **tags, size_t *ntags, int64_t *pttl_ms)
 {
+    if (pttl_ms) *pttl_ms = -1;
     struct rb *b = bp;
     *out = NULL;
     if (tags) *tags = NULL;
@@ -609,11 +611,17 @@ int backend_redis_get_tags(void *bp, const void *key, size_t klen, strata_value 
     free(k);
     if (r == NULL) return STRATA_EBACKEND;
     int rc;
-    if (r->type == REDIS_REPLY_STRING) {
-        rc = decode(r->str, r->len, out, tags, ntags);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING &&
+        r->element[1]->type == REDIS_REPLY_INTEGER) {
+        rc = decode(r->element[0]->str, r->element[0]->len, out, tags, ntags);
         if (rc == STRATA_EBACKEND) fail(b, "bad value", "not a strata record");
-    } else {
+        if (pttl_ms) *pttl_ms = r->element[1]->integer;
+    } else if (r->type == REDIS_REPLY_NIL) {
         rc = STRATA_MISS;
+    } else {
+        rc = STRATA_EBACKEND;
+        fail(b, "bad reply", "get script");
     }
     freeReplyObject(r);
     atomic_fetch_add(rc == STRATA_OK ? &b->hits : &b->misses, 1);
@@ -622,7 +630,7 @@ int backend_redis_get_tags(void *bp, const void *key, size_t klen, strata_value 
 
 static int rb_get(void *bp, const void *key, size_t klen, strata_value **out)
 {
-    return backend_redis_get_tags(bp, key, klen, out, NULL, NULL);
+    return backend_redis_get_tags(bp, key, klen, out, NULL, NULL, NULL);
 }
 
 /* The tag sequence now (for a loader's store veto): 0 when there is none

@@ -139,7 +139,8 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
     char *tagbuf = NULL;
     size_t nt = 0;
     struct fill_veto fv = {b, atomic_load(&b->gen)};
-    rc = backend_redis_get_tags(b->l2, key, klen, out, &tagbuf, &nt);
+    int64_t pttl = -1;
+    rc = backend_redis_get_tags(b->l2, key, klen, out, &tagbuf, &nt, &pttl);
     if (rc == STRATA_OK && !trusted) {
         atomic_fetch_add(&b->hits, 1);
     } else if (rc == STRATA_OK) {
@@ -149,7 +150,9 @@ static int t_get(void *bp, const void *key, size_t klen, strata_value **out)
             tags[i] = t;
             t += strlen(t) + 1;
         }
-        strata_set_opts o = {b->l1_ttl_ms, tags, nt < 256 ? nt : 256};
+        /* no longer than Redis keeps it (PTTL -1: no expiry) */
+        strata_set_opts o = {pttl > 0 && pttl < b->l1_ttl_ms ? pttl : b->l1_ttl_ms,
+                             tags, nt < 256 ? nt : 256};
         /* An L1 that cannot hold it (too many tags, too big) still serves
          * from L2; an invalidation since the read vetoes the fill. */
         core_blob *blob =

@@ -910,3 +910,33 @@ Test(redis, a_failing_loader_caches_nothing_and_frees_once)
     cr_assert_eq(get_str(c, "f", buf, sizeof buf), STRATA_MISS);
     strata_close(s);
 }
+
+Test(redis, an_l1_copy_lives_no_longer_than_its_redis_ttl)
+{
+    strata *a = open_yaml(TIERED), *b = open_yaml(TIERED);
+    strata_set_clock(b, fake_clock, NULL);
+    strata_cache *ta = strata_cache_get(a, "t"), *tb = strata_cache_get(b, "t");
+    wait_trusted(tb, true);
+    strata_set_opts o = {60000, NULL, 0}; /* 60 s in Redis, l1_ttl 5 s */
+    cr_assert_eq(strata_set(ta, "k", 1, "v", 1, &o), STRATA_OK);
+    struct tiered_bus_state bs;
+    uint64_t t0 = mono_ms();
+    do { /* A's set was published; B has heard it before it reads */
+        strata_cache_bus_state(tb, &bs);
+        cr_assert_lt(mono_ms() - t0, POLL_LIMIT_MS);
+        nap();
+    } while (bs.applied < 1);
+    freeReplyObject(rcmd("PEXPIRE strata:t:k:k %s", "300")); /* now 300 ms left */
+    char buf[8];
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK); /* fills B's L1 */
+    cr_assert_eq(get_str(tb, "k", buf, sizeof buf), STRATA_OK);
+    strata_cache_bus_state(tb, &bs);
+    uint64_t l1 = bs.l1_hits;
+    cr_assert_geq(l1, 1);
+    atomic_fetch_add(&fake_ms, 301); /* past the entry's TTL, well within l1_ttl */
+    get_str(tb, "k", buf, sizeof buf);
+    strata_cache_bus_state(tb, &bs);
+    cr_assert_eq(bs.l1_hits, l1, "L1 kept the copy past its Redis TTL");
+    strata_close(a);
+    strata_close(b);
+}
