@@ -48,10 +48,9 @@ int backend_redis_get_tags(void *b, const void *key, size_t klen, strata_value *
                            char **tags, size_t *ntags, int64_t *pttl_ms);
 /* For the bus: a command through the pool (a redisReply *, NULL on error;
  * freeReplyObject it), a dedicated connection (a redisContext *) whose
- * commands may take `timeout_ms`, the key prefix, the command timeout. */
+ * commands may take `timeout_ms`, and the command timeout. */
 void *backend_redis_command(void *b, int argc, const char **argv, const size_t *lens);
 void *backend_redis_connect(void *b, int64_t timeout_ms);
-const char *backend_redis_prefix(void *b);
 int64_t backend_redis_command_timeout_ms(void *b);
 /* tiered.c: L1 memory over L2 redis. */
 extern const struct backend_ops backend_tiered_ops;

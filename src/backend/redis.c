@@ -1060,11 +1060,6 @@ void *backend_redis_connect(void *bp, int64_t timeout_ms)
     return c;
 }
 
-const char *backend_redis_prefix(void *bp)
-{
-    return ((struct rb *)bp)->kpre; /* "{prefix}:{cache}:k:" */
-}
-
 int64_t backend_redis_command_timeout_ms(void *bp)
 {
     struct rb *b = bp;

@@ -1155,25 +1155,27 @@ int config_load_caches_buf(const char *name, const char *buf, size_t len,
     return -1;
 }
 
-int config_load_caches(const char *path, struct config_caches *out, char **errmsg)
+/* The file at `path`, whole (*buf malloc'd). 0, or -1 with *errmsg. */
+static int read_path(const char *path, char **buf, size_t *len, char **errmsg)
 {
     struct ld ld = {.path = path ? path : "(null)"};
+    if (!path)
+        config_fail(&ld, 0, "cannot open: %s", "no path given");
+    else if (config_slurp(&ld, buf, len) == 0)
+        return 0;
+    give_error(&ld, errmsg);
+    return -1;
+}
+
+int config_load_caches(const char *path, struct config_caches *out, char **errmsg)
+{
     char *buf = NULL;
     size_t len = 0;
-    int rc;
 
     memset(out, 0, sizeof *out);
     if (errmsg) *errmsg = NULL;
-    if (!path) {
-        config_fail(&ld, 0, "cannot open: %s", "no path given");
-        give_error(&ld, errmsg);
-        return -1;
-    }
-    if (config_slurp(&ld, &buf, &len) != 0) {
-        give_error(&ld, errmsg);
-        return -1;
-    }
-    rc = config_load_caches_buf(path, buf, len, out, errmsg);
+    if (read_path(path, &buf, &len, errmsg) != 0) return -1;
+    int rc = config_load_caches_buf(path, buf, len, out, errmsg);
     free(buf);
     return rc;
 }
@@ -1265,19 +1267,14 @@ int config_load_buf(const char *name, const char *buf, size_t len, struct config
 
 int config_load(const char *path, struct config *out, char **errmsg)
 {
-    struct ld ld = {.path = path};
     char *buf = NULL;
     size_t len = 0;
-    int rc;
 
     if (!path) return config_load_buf(NULL, NULL, 0, out, errmsg);
     memset(out, 0, sizeof *out);
     if (errmsg) *errmsg = NULL;
-    if (config_slurp(&ld, &buf, &len) != 0) {
-        give_error(&ld, errmsg);
-        return -1;
-    }
-    rc = config_load_buf(path, buf, len, out, errmsg);
+    if (read_path(path, &buf, &len, errmsg) != 0) return -1;
+    int rc = config_load_buf(path, buf, len, out, errmsg);
     free(buf);
     return rc;
 }
@@ -1301,23 +1298,13 @@ int config_load_admin_buf(const char *name, const char *buf, size_t len,
 
 int config_load_admin(const char *path, struct config_admin *out, char **errmsg)
 {
-    struct ld ld = {.path = path ? path : "(null)"};
     char *buf = NULL;
     size_t len = 0;
-    int rc;
 
     memset(out, 0, sizeof *out);
     if (errmsg) *errmsg = NULL;
-    if (!path) {
-        config_fail(&ld, 0, "cannot open: %s", "no path given");
-        give_error(&ld, errmsg);
-        return -1;
-    }
-    if (config_slurp(&ld, &buf, &len) != 0) {
-        give_error(&ld, errmsg);
-        return -1;
-    }
-    rc = config_load_admin_buf(path, buf, len, out, errmsg);
+    if (read_path(path, &buf, &len, errmsg) != 0) return -1;
+    int rc = config_load_admin_buf(path, buf, len, out, errmsg);
     free(buf);
     return rc;
 }
